@@ -1,0 +1,142 @@
+/**
+ * The `tandem` command: argument parsing and wiring only.
+ *   tandem run -c FILE [--log-level debug|info|warn|error]
+ *   tandem check -c FILE
+ *   tandem lab [--advert-interval 1s] [--keep]
+ *   tandem --version
+ */
+
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../config/index.ts';
+import { SystemClock } from '../lib/clock.ts';
+import { ConfigError, TandemError, messageOf } from '../lib/errors.ts';
+import { JsonLogger, LOG_LEVELS, type LogLevel } from '../lib/log.ts';
+import { loadAuthKeys, startDaemon } from './wire.ts';
+
+const USAGE = `usage:
+  tandem run -c FILE [--log-level debug|info|warn|error]   run the daemon in the foreground (JSON logs)
+  tandem check -c FILE                                     validate a configuration (exit 0 valid, 1 invalid)
+  tandem lab [--advert-interval 1s]                        a director pair in network namespaces, with a failover (root)
+  tandem --version`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+async function cmdCheck(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' } } });
+  if (values.config === undefined) {
+    process.stderr.write(`tandem check: -c FILE is required\n${USAGE}\n`);
+    return 2;
+  }
+  try {
+    const config = loadConfig(values.config);
+    loadAuthKeys(config);
+    const n = config.vrrp.instances.length;
+    process.stdout.write(`${values.config}: valid (${n} instance${n === 1 ? '' : 's'})\n`);
+    return 0;
+  } catch (e) {
+    if (e instanceof TandemError) {
+      process.stderr.write(`${e.message}\n`);
+      if (e instanceof ConfigError) process.stderr.write(`${e.issues.length} error${e.issues.length === 1 ? '' : 's'}\n`);
+      return 1;
+    }
+    throw e;
+  }
+}
+
+async function cmdRun(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, 'log-level': { type: 'string' } } });
+  if (values.config === undefined) {
+    process.stderr.write(`tandem run: -c FILE is required\n${USAGE}\n`);
+    return 2;
+  }
+  const level = (values['log-level'] ?? 'info') as LogLevel;
+  if (!(level in LOG_LEVELS)) {
+    process.stderr.write(`tandem run: --log-level must be one of ${Object.keys(LOG_LEVELS).join(', ')}\n`);
+    return 2;
+  }
+  const logger = new JsonLogger((l) => process.stdout.write(l), level);
+  let config;
+  try {
+    config = loadConfig(values.config);
+  } catch (e) {
+    if (e instanceof TandemError) {
+      logger.log('error', 'invalid configuration', { error: e.message });
+      return 1;
+    }
+    throw e;
+  }
+  const log = logger.child({ node: config.node.name });
+  let daemon;
+  try {
+    daemon = await startDaemon(config, new SystemClock(), log);
+  } catch (e) {
+    log.log('error', 'cannot start', { error: messageOf(e) });
+    return 1;
+  }
+  const d = daemon;
+  return await new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.log('info', 'stopping', { signal });
+      // Bounded: a stuck kernel call must not keep a stopping director alive forever.
+      const guard = setTimeout(() => {
+        log.log('error', 'graceful stop timed out', {});
+        resolve(1);
+      }, 5000);
+      d.stop().then(
+        () => {
+          clearTimeout(guard);
+          resolve(0);
+        },
+        (e: unknown) => {
+          clearTimeout(guard);
+          log.log('error', 'stop failed', { error: messageOf(e) });
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case '--version':
+    case 'version':
+      process.stdout.write(`tandem ${version()}\n`);
+      return 0;
+    case 'check':
+      return cmdCheck(rest);
+    case 'run':
+      return cmdRun(rest);
+    case 'lab': {
+      const { cmdLab } = await import('./lab.ts');
+      return cmdLab(rest);
+    }
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(`${USAGE}\n`);
+      return cmd === undefined ? 2 : 0;
+    default:
+      process.stderr.write(`tandem: unknown command ${cmd}\n${USAGE}\n`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    process.stderr.write(`tandem: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(1);
+  },
+);

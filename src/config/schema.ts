@@ -1,0 +1,868 @@
+/**
+ * The configuration schema: checks a parsed YAML document (the `yaml` package's node tree, so every value keeps
+ * its source offset) against tandem's format and converts it into a `TandemConfig` (camelCase keys, durations
+ * in milliseconds, addresses in canonical text). It never stops at the first problem: every issue found is
+ * returned with the offset it is about, the path in the document (`vrrp.instances[0].priority`) and a message
+ * that says what is wrong and how to fix it. load.ts turns offsets into line:column and throws ConfigError.
+ *
+ * The schema is written by hand with a few small helpers; docs/configuration.md documents every key.
+ */
+
+import { isIP } from 'node:net';
+import { isAbsolute } from 'node:path';
+import { isAlias, isMap, isScalar, isSeq } from 'yaml';
+import type { Document, Scalar, YAMLMap, YAMLSeq } from 'yaml';
+import { formatDuration, parseDuration } from '../lib/duration.ts';
+import { AUTH_MODES } from './types.ts';
+import type {
+  AddressFamily,
+  AuthConfig,
+  AuthMode,
+  GarpConfig,
+  MetricsConfig,
+  NodeConfig,
+  TandemConfig,
+  TransportConfig,
+  VipConfig,
+  VrrpConfig,
+  VrrpInstanceConfig,
+} from './types.ts';
+
+/** UDP port for advertisements when `vrrp.transport.port` is not given. */
+export const DEFAULT_PORT = 5112;
+/** Instance priority when `priority` is not given (RFC 5798 section 5.2.4 default). */
+export const DEFAULT_PRIORITY = 100;
+/** Advertisement interval when `advert_interval` is not given. */
+export const DEFAULT_ADVERT_INTERVAL_MS = 1000;
+/** Whether a higher-priority backup takes over from a lower-priority master when `preempt` is not given. */
+export const DEFAULT_PREEMPT = true;
+/** Preemption delay when `preempt_delay` is not given. */
+export const DEFAULT_PREEMPT_DELAY_MS = 0;
+/** Directory for state kept across restarts when `node.state_dir` is not given. */
+export const DEFAULT_STATE_DIR = '/var/lib/tandem';
+/** Gratuitous ARP / unsolicited NA settings when `garp` (or one of its keys) is not given. */
+export const DEFAULT_GARP: Readonly<GarpConfig> = Object.freeze({ repeat: 5, intervalMs: 200, refreshMs: 0 });
+/** Highest priority accepted from a peer when `vrrp.max_peer_priority` is not given (255 = owner, refused). */
+export const DEFAULT_MAX_PEER_PRIORITY = 254;
+/** IP TTL / hop limit of multicast advertisements when `ttl` is not given (link-local: never routed). */
+export const DEFAULT_MULTICAST_TTL = 1;
+/** Authentication mode when `vrrp.auth.mode` is not given. */
+export const DEFAULT_AUTH_MODE: AuthMode = 'enforce';
+
+/** The ranges the schema enforces (milliseconds for durations), for messages, docs and tests. */
+export const CONFIG_LIMITS = {
+  nodeNameMaxLength: 64,
+  interfaceNameMaxLength: 15,
+  portMin: 1,
+  portMax: 65535,
+  ttlMin: 1,
+  ttlMax: 255,
+  priorityMin: 1,
+  priorityMax: 255,
+  vridMin: 1,
+  vridMax: 255,
+  keyIdMin: 0,
+  keyIdMax: 255,
+  /** Centiseconds on the wire: 1..4095 cs. */
+  advertIntervalMinMs: 10,
+  advertIntervalMaxMs: 40_950,
+  advertIntervalStepMs: 10,
+  preemptDelayMaxMs: 1_000_000,
+  garpRepeatMin: 0,
+  garpRepeatMax: 100,
+  garpIntervalMinMs: 10,
+  garpIntervalMaxMs: 10_000,
+  /** 0 turns refresh off; otherwise at least this. */
+  garpRefreshMinMs: 1_000,
+  /** Upper bound keeps the timer well inside setTimeout's range. */
+  garpRefreshMaxMs: 86_400_000,
+} as const;
+
+/** One problem found by the schema: the source offset it is about, the document path and the message. */
+export interface SchemaIssue {
+  /** Offset in the source text (characters from the start) of the node the issue is about. */
+  offset: number;
+  /** Path in the document, e.g. `vrrp.instances[0].priority`; '' for the document itself. */
+  path: string;
+  message: string;
+}
+
+/** The outcome of validateDocument: a config, or every issue found. */
+export type SchemaResult = { ok: true; config: TandemConfig } | { ok: false; issues: SchemaIssue[] };
+
+// ---------------------------------------------------------------------------------------------------------
+// Node access helpers
+
+/** A resolved YAML value node (aliases followed); null when there is no node at all. */
+type Value = Scalar | YAMLMap | YAMLSeq | null;
+
+/** A value found under a key or at a list index, with the offset to report issues at. */
+interface Entry {
+  value: Value;
+  offset: number;
+  path: string;
+}
+
+/** Collects issues and resolves nodes against the document. */
+class Checker {
+  readonly issues: SchemaIssue[] = [];
+  /** `offset:path` of values that are dangling aliases: already reported, so later checks stay quiet there. */
+  private readonly danglingAliases = new Set<string>();
+  constructor(private readonly doc: Document) {}
+
+  issue(offset: number, path: string, message: string): void {
+    if (this.danglingAliases.has(`${offset}:${path}`)) return;
+    this.issues.push({ offset, path, message });
+  }
+
+  /** Follows an alias to its anchored node; reports aliases that point nowhere. */
+  resolve(node: unknown, fallbackOffset: number, path: string): Value {
+    if (isAlias(node)) {
+      const target = node.resolve(this.doc);
+      if (target === undefined) {
+        const offset = offsetOf(node, fallbackOffset);
+        this.issue(offset, path, `alias \`*${node.source}\` refers to no anchor \`&${node.source}\` defined before it; define the anchor first or write the value out`);
+        this.danglingAliases.add(`${offset}:${path}`);
+        return null;
+      }
+      return target;
+    }
+    if (isScalar(node) || isMap(node) || isSeq(node)) return node;
+    return null;
+  }
+
+  /** Like resolve, but reports nothing (for looking ahead at a value that is checked later). */
+  peek(node: unknown): Value {
+    const target: unknown = isAlias(node) ? node.resolve(this.doc) : node;
+    return isScalar(target) || isMap(target) || isSeq(target) ? target : null;
+  }
+}
+
+/** The start offset of a node, or `fallback` when it has no range. */
+function offsetOf(node: unknown, fallback: number): number {
+  if (typeof node === 'object' && node !== null && 'range' in node) {
+    const range: unknown = node.range;
+    if (Array.isArray(range) && typeof range[0] === 'number') return range[0];
+  }
+  return fallback;
+}
+
+/** Describes a value for a `got ...` clause. */
+function describe(v: Value): string {
+  if (v === null) return 'nothing (the value is empty)';
+  if (isMap(v)) return 'a mapping';
+  if (isSeq(v)) return 'a list';
+  const x: unknown = v.value;
+  if (x === null || x === undefined) return 'nothing (the value is empty)';
+  if (typeof x === 'string') return JSON.stringify(x.length > 60 ? `${x.slice(0, 57)}...` : x);
+  if (typeof x === 'number' || typeof x === 'boolean' || typeof x === 'bigint') return String(x);
+  if (x instanceof Uint8Array) return 'binary data (!!binary)';
+  return `a value of type ${typeof x}`;
+}
+
+/** The text of a scalar when it is a string. */
+function stringOf(v: Value): string | undefined {
+  return isScalar(v) && typeof v.value === 'string' ? v.value : undefined;
+}
+
+/** Levenshtein distance, for "did you mean" suggestions. */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      cur[j] = Math.min((prev[j] ?? 0) + 1, (cur[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + cost);
+    }
+    prev = cur;
+  }
+  return prev[b.length] ?? 0;
+}
+
+/** Length of the common prefix of two strings. */
+function commonPrefix(a: string, b: string): number {
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  return i;
+}
+
+/** The closest candidate to `word` (typo, prefix, shared stem, camelCase / dash spelling), if any is close enough. */
+export function suggest(word: string, candidates: readonly string[]): string | undefined {
+  const norm = (s: string): string => s.toLowerCase().replace(/[-_]/g, '');
+  const w = norm(word);
+  if (w === '') return undefined;
+  let best: string | undefined;
+  let bestScore = Infinity;
+  for (const c of candidates) {
+    const n = norm(c);
+    let score = editDistance(w, n);
+    if (w === n) score = 0;
+    else if (w.length >= 3 && (n.startsWith(w) || w.startsWith(n))) score = Math.min(score, 1);
+    else if (commonPrefix(w, n) >= Math.max(4, Math.ceil(n.length * 0.6))) score = Math.min(score, 2);
+    if (score <= Math.max(1, Math.floor(n.length / 3)) && score < bestScore) {
+      best = c;
+      bestScore = score;
+    }
+  }
+  return best;
+}
+
+/** A checked mapping: its known keys, for typed reads. */
+class Obj {
+  constructor(
+    private readonly ck: Checker,
+    readonly path: string,
+    readonly offset: number,
+    private readonly entries: ReadonlyMap<string, Entry>,
+  ) {}
+
+  /** The path of a key under this mapping. */
+  child(key: string): string {
+    return this.path === '' ? key : `${this.path}.${key}`;
+  }
+
+  /** The entry under `key`, or undefined when the key is absent. */
+  optional(key: string): Entry | undefined {
+    return this.entries.get(key);
+  }
+
+  /** The entry under `key`; when absent, reports at this mapping (the parent) and returns undefined. */
+  required(key: string, hint: string): Entry | undefined {
+    const e = this.entries.get(key);
+    if (e === undefined) this.ck.issue(this.offset, this.child(key), `missing required key \`${key}\`: ${hint}`);
+    return e;
+  }
+}
+
+/**
+ * Checks that `e` is a mapping whose keys are all in `allowed` and returns it as an Obj. Unknown keys are
+ * reported with a suggestion; `explain` may give a better message for a key that is valid elsewhere.
+ */
+function readMap(ck: Checker, e: Entry, what: string, allowed: readonly string[], explain?: (key: string) => string | undefined): Obj | undefined {
+  if (!isMap(e.value)) {
+    ck.issue(e.offset, e.path, `${what} must be a mapping of key: value pairs (${allowed.map((k) => `\`${k}\``).join(', ')}); got ${describe(e.value)}`);
+    return undefined;
+  }
+  const mapOffset = offsetOf(e.value, e.offset);
+  const child = (key: string): string => (e.path === '' ? key : `${e.path}.${key}`);
+  const entries = new Map<string, Entry>();
+  for (const pair of e.value.items) {
+    const keyOffset = offsetOf(pair.key, mapOffset);
+    const keyNode = ck.resolve(pair.key, keyOffset, e.path);
+    const raw: unknown = isScalar(keyNode) ? keyNode.value : undefined;
+    if (typeof raw !== 'string' && typeof raw !== 'number' && typeof raw !== 'boolean') {
+      ck.issue(keyOffset, e.path, `keys of ${what} must be plain names; got ${describe(keyNode)} as a key`);
+      continue;
+    }
+    const key = String(raw);
+    if (!allowed.includes(key)) {
+      const special = explain?.(key);
+      const near = suggest(key, allowed);
+      const message =
+        special ??
+        (near !== undefined
+          ? `unknown key \`${key}\`; did you mean \`${near}\`?`
+          : `unknown key \`${key}\`; ${what} accepts ${allowed.map((k) => `\`${k}\``).join(', ')}`);
+      ck.issue(keyOffset, child(key), message);
+      continue;
+    }
+    const valueOffset = offsetOf(pair.value, keyOffset);
+    entries.set(key, { value: ck.resolve(pair.value, valueOffset, child(key)), offset: valueOffset, path: child(key) });
+  }
+  return new Obj(ck, e.path, mapOffset, entries);
+}
+
+/** Checks that `e` is a list and returns its items as entries (paths `path[i]`). */
+function readList(ck: Checker, e: Entry, key: string, example: string): Entry[] | undefined {
+  if (!isSeq(e.value)) {
+    ck.issue(e.offset, e.path, `${key} must be a list, e.g. \`${key}: ${example}\`; got ${describe(e.value)}`);
+    return undefined;
+  }
+  return e.value.items.map((item, i) => {
+    const path = `${e.path}[${i}]`;
+    const offset = offsetOf(item, offsetOf(e.value, e.offset));
+    return { value: ck.resolve(item, offset, path), offset, path };
+  });
+}
+
+/** An integer in [min, max]; `note` is appended to the range in the message. */
+function readInt(ck: Checker, e: Entry, key: string, min: number, max: number, note = ''): number | undefined {
+  const v = e.value;
+  if (isScalar(v) && typeof v.value === 'number' && Number.isInteger(v.value) && v.value >= min && v.value <= max) return v.value;
+  const quoted = typeof stringOf(v) === 'string' && /^\s*-?\d+\s*$/.test(stringOf(v) ?? '') ? ' (write the number without quotes)' : '';
+  ck.issue(e.offset, e.path, `${key} must be an integer ${min}..${max}${note}; got ${describe(v)}${quoted}`);
+  return undefined;
+}
+
+/** true or false. */
+function readBool(ck: Checker, e: Entry, key: string): boolean | undefined {
+  if (isScalar(e.value) && typeof e.value.value === 'boolean') return e.value.value;
+  ck.issue(e.offset, e.path, `${key} must be true or false; got ${describe(e.value)}`);
+  return undefined;
+}
+
+/** A non-empty string (numbers and booleans are refused: they must be quoted to be names). */
+function readString(ck: Checker, e: Entry, key: string, what: string): string | undefined {
+  const s = stringOf(e.value);
+  if (s !== undefined && s.trim() !== '') return s;
+  const hint = isScalar(e.value) && (typeof e.value.value === 'number' || typeof e.value.value === 'boolean') ? ' (quote it to use it as text)' : '';
+  ck.issue(e.offset, e.path, `${key} must be ${what}; got ${describe(e.value)}${hint}`);
+  return undefined;
+}
+
+/** Milliseconds as configuration would write them, using the largest unit that divides evenly. */
+function human(ms: number): string {
+  if (ms === 0) return '0s';
+  if (ms !== 0 && ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms !== 0 && ms % 60_000 === 0 && ms >= 600_000) return `${ms / 60_000}m`;
+  return formatDuration(ms);
+}
+
+/** Bounds for a duration; `zeroOff` allows exactly 0 below `min` (meaning "off"). */
+interface DurationRule {
+  min: number;
+  max: number;
+  step?: number;
+  zeroOff?: boolean;
+  stepReason?: string;
+}
+
+/** A duration string (`20ms`, `1s`, `1.5s`, `2m`) converted to whole milliseconds and checked against `rule`. */
+function readDuration(ck: Checker, e: Entry, key: string, rule: DurationRule): number | undefined {
+  const v = e.value;
+  const span = `${human(rule.min)}..${human(rule.max)}`;
+  const range = rule.zeroOff === true ? `0s (off) or ${span}` : span;
+  if (isScalar(v) && typeof v.value === 'number') {
+    ck.issue(e.offset, e.path, `${key} must be a duration with a unit, e.g. \`1s\` or \`200ms\`; a bare number (${String(v.value)}) has no unit`);
+    return undefined;
+  }
+  const s = stringOf(v);
+  const ms = s === undefined ? undefined : parseDuration(s);
+  if (ms === undefined) {
+    ck.issue(e.offset, e.path, `${key} must be a duration such as \`20ms\`, \`1s\`, \`1.5s\` or \`2m\` (${range}); got ${describe(v)}`);
+    return undefined;
+  }
+  if (!Number.isInteger(ms)) {
+    ck.issue(e.offset, e.path, `${key} must be a whole number of milliseconds; got ${s ?? ''}`);
+    return undefined;
+  }
+  const inRange = (ms >= rule.min && ms <= rule.max) || (rule.zeroOff === true && ms === 0);
+  if (!inRange) {
+    ck.issue(e.offset, e.path, `${key} must be ${range}; got ${s ?? ''}`);
+    return undefined;
+  }
+  if (rule.step !== undefined && ms % rule.step !== 0) {
+    ck.issue(e.offset, e.path, `${key} must be a multiple of ${human(rule.step)}${rule.stepReason ?? ''}; got ${s ?? ''}`);
+    return undefined;
+  }
+  return ms;
+}
+
+/** A value read with a default: the default when the key is absent, the checked value, or undefined on error. */
+function withDefault<T>(e: Entry | undefined, fallback: T, read: (e: Entry) => T | undefined): T | undefined {
+  return e === undefined ? fallback : read(e);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Addresses
+
+/** A parsed IP address: family, bytes and canonical text (lowercase, RFC 5952 compression for IPv6). */
+interface Ip {
+  family: AddressFamily;
+  bytes: number[];
+  text: string;
+}
+
+/** Parses an IPv4 or IPv6 literal (no zone id); undefined when it is not one. */
+function parseIp(s: string): Ip | undefined {
+  if (s.includes('%')) return undefined;
+  const family = isIP(s);
+  if (family === 4) {
+    const bytes = s.split('.').map(Number);
+    return { family: 4, bytes, text: bytes.join('.') };
+  }
+  if (family !== 6) return undefined;
+  const [head = '', tail] = s.split('::');
+  const toGroups = (part: string): number[] => {
+    if (part === '') return [];
+    const out: number[] = [];
+    for (const g of part.split(':')) {
+      if (g.includes('.')) {
+        const b = g.split('.').map(Number);
+        out.push((b[0] ?? 0) * 256 + (b[1] ?? 0), (b[2] ?? 0) * 256 + (b[3] ?? 0));
+      } else out.push(parseInt(g, 16));
+    }
+    return out;
+  };
+  const h = toGroups(head);
+  const t = tail === undefined ? [] : toGroups(tail);
+  const groups = [...h, ...new Array<number>(8 - h.length - t.length).fill(0), ...t];
+  const bytes = groups.flatMap((g) => [g >> 8, g & 0xff]);
+  return { family: 6, bytes, text: formatIpv6(groups) };
+}
+
+/** RFC 5952 text of eight 16-bit groups (IPv4-mapped addresses keep the dotted quad). */
+function formatIpv6(groups: number[]): string {
+  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
+    const a = groups[6] ?? 0;
+    const b = groups[7] ?? 0;
+    return `::ffff:${a >> 8}.${a & 0xff}.${b >> 8}.${b & 0xff}`;
+  }
+  let bestStart = -1;
+  let bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen && j - i >= 2) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestStart < 0) return hex.join(':');
+  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+}
+
+function isMulticast(ip: Ip): boolean {
+  const first = ip.bytes[0] ?? 0;
+  return ip.family === 4 ? first >= 224 && first <= 239 : first === 0xff;
+}
+
+function isUnspecified(ip: Ip): boolean {
+  return ip.bytes.every((b) => b === 0);
+}
+
+function familyName(f: AddressFamily): string {
+  return f === 4 ? 'IPv4' : 'IPv6';
+}
+
+/** An IP address literal; `unicast` refuses multicast and unspecified addresses. */
+function readIp(ck: Checker, e: Entry, key: string, kind: 'unicast' | 'multicast'): Ip | undefined {
+  const s = stringOf(e.value);
+  if (s === undefined) {
+    ck.issue(e.offset, e.path, `${key} must be an IPv4 or IPv6 address such as 10.99.0.2 or fd00::2; got ${describe(e.value)}`);
+    return undefined;
+  }
+  if (s.includes('%')) {
+    ck.issue(e.offset, e.path, `${key} must be an address without a zone id (\`%...\`); the interface comes from \`interface\`; got ${describe(e.value)}`);
+    return undefined;
+  }
+  if (s.includes('/')) {
+    ck.issue(e.offset, e.path, `${key} must be a single address without a prefix length; got ${describe(e.value)}`);
+    return undefined;
+  }
+  const ip = parseIp(s.trim());
+  if (ip === undefined) {
+    ck.issue(e.offset, e.path, `${key} must be an IPv4 or IPv6 address such as 10.99.0.2 or fd00::2; got ${describe(e.value)}`);
+    return undefined;
+  }
+  if (kind === 'multicast' && !isMulticast(ip)) {
+    ck.issue(e.offset, e.path, `${key} must be a multicast address (224.0.0.0/4 or ff00::/8), e.g. 224.0.0.18 or ff02::12; got ${s}`);
+    return undefined;
+  }
+  if (kind === 'unicast' && (isMulticast(ip) || isUnspecified(ip))) {
+    ck.issue(e.offset, e.path, `${key} must be a unicast address, not ${isUnspecified(ip) ? 'the unspecified address' : 'a multicast address'}; got ${s}`);
+    return undefined;
+  }
+  return ip;
+}
+
+/** A VIP `address[/prefix]`; the prefix defaults to the full length (/32 or /128). */
+function readVip(ck: Checker, e: Entry, iface: string): { vip: VipConfig; ip: Ip } | undefined {
+  const s = stringOf(e.value)?.trim();
+  const example = 'e.g. 10.99.0.100/32 or "fd00::100/128" (the prefix is optional)';
+  if (s === undefined) {
+    ck.issue(e.offset, e.path, `a VIP must be an address with an optional prefix length, ${example}; got ${describe(e.value)}`);
+    return undefined;
+  }
+  const slash = s.indexOf('/');
+  const addrText = slash < 0 ? s : s.slice(0, slash);
+  const prefixText = slash < 0 ? undefined : s.slice(slash + 1);
+  if (addrText.includes('%')) {
+    ck.issue(e.offset, e.path, `a VIP must not carry a zone id (\`%...\`); set the instance's \`interface\` instead; got ${s}`);
+    return undefined;
+  }
+  const ip = parseIp(addrText);
+  if (ip === undefined) {
+    ck.issue(e.offset, e.path, `a VIP must be an IPv4 or IPv6 address with an optional prefix length, ${example}; got ${describe(e.value)}`);
+    return undefined;
+  }
+  if (isMulticast(ip) || isUnspecified(ip)) {
+    ck.issue(e.offset, e.path, `a VIP must be a unicast address, not ${isUnspecified(ip) ? 'the unspecified address' : 'a multicast address'}; got ${s}`);
+    return undefined;
+  }
+  const maxPrefix = ip.family === 4 ? 32 : 128;
+  let prefixLength = maxPrefix;
+  if (prefixText !== undefined) {
+    const p = /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN;
+    if (!(p >= 0 && p <= maxPrefix)) {
+      ck.issue(e.offset, e.path, `the prefix length of an ${familyName(ip.family)} VIP must be 0..${maxPrefix} (usually /${maxPrefix}); got ${s}`);
+      return undefined;
+    }
+    prefixLength = p;
+  }
+  return { vip: { address: ip.text, prefixLength, family: ip.family, interface: iface }, ip };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Names and paths
+
+const NODE_NAME_RE = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** A node or instance name: 1..64 of [A-Za-z0-9._-]. */
+function readName(ck: Checker, e: Entry, key: string): string | undefined {
+  const s = readString(ck, e, key, `a name of 1..${CONFIG_LIMITS.nodeNameMaxLength} characters from A-Z a-z 0-9 . _ -`);
+  if (s === undefined) return undefined;
+  if (!NODE_NAME_RE.test(s)) {
+    ck.issue(e.offset, e.path, `${key} must be 1..${CONFIG_LIMITS.nodeNameMaxLength} characters from A-Z a-z 0-9 . _ - (no spaces); got ${describe(e.value)}`);
+    return undefined;
+  }
+  return s;
+}
+
+/** A Linux interface name: 1..15 characters, no '/', ':' or whitespace, not '.' or '..'. */
+function readInterface(ck: Checker, e: Entry, key: string): string | undefined {
+  const s = readString(ck, e, key, 'a network interface name such as eth0');
+  if (s === undefined) return undefined;
+  if (s.length > CONFIG_LIMITS.interfaceNameMaxLength || /[/:\s]/.test(s) || s === '.' || s === '..') {
+    ck.issue(e.offset, e.path, `${key} must be a Linux interface name: 1..${CONFIG_LIMITS.interfaceNameMaxLength} characters without '/', ':' or spaces (see \`ip link\`); got ${describe(e.value)}`);
+    return undefined;
+  }
+  return s;
+}
+
+/** An absolute filesystem path. */
+function readAbsolutePath(ck: Checker, e: Entry, key: string, example: string): string | undefined {
+  const s = readString(ck, e, key, `an absolute path such as ${example}`);
+  if (s === undefined) return undefined;
+  if (!isAbsolute(s)) {
+    ck.issue(e.offset, e.path, `${key} must be an absolute path such as ${example} (tandem runs as a daemon; relative paths are ambiguous); got ${describe(e.value)}`);
+    return undefined;
+  }
+  return s;
+}
+
+/** `host:port` for a listening socket: IPv4, hostname or [IPv6], and port 1..65535. */
+function readListen(ck: Checker, e: Entry, key: string): string | undefined {
+  const s = stringOf(e.value);
+  const bad = (): undefined => {
+    ck.issue(e.offset, e.path, `${key} must be host:port, e.g. "127.0.0.1:9112", "0.0.0.0:9112" or "[::1]:9112"; got ${describe(e.value)}`);
+    return undefined;
+  };
+  if (s === undefined) return bad();
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(s);
+  if (m === null) return bad();
+  const v6 = m[1];
+  const host = m[2];
+  const port = Number(m[3]);
+  if (v6 !== undefined && isIP(v6) !== 6) return bad();
+  const hostname = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+  if (host !== undefined && isIP(host) !== 4 && !hostname.test(host)) return bad();
+  if (port < 1 || port > 65535) {
+    ck.issue(e.offset, e.path, `the port in ${key} must be 1..65535; got ${s}`);
+    return undefined;
+  }
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Sections
+
+const TOP_KEYS = ['node', 'vrrp', 'metrics'] as const;
+const NODE_KEYS = ['name', 'interface', 'state_dir'] as const;
+const VRRP_KEYS = ['transport', 'auth', 'max_peer_priority', 'instances'] as const;
+const UNICAST_KEYS = ['mode', 'port', 'source', 'peers'] as const;
+const MULTICAST_KEYS = ['mode', 'port', 'group', 'source', 'ttl'] as const;
+const TRANSPORT_MODES = ['unicast', 'multicast'] as const;
+const AUTH_KEYS = ['key_file', 'mode', 'send_key_id'] as const;
+const INSTANCE_KEYS = ['name', 'vrid', 'priority', 'advert_interval', 'preempt', 'preempt_delay', 'interface', 'vips', 'garp'] as const;
+const GARP_KEYS = ['repeat', 'interval', 'refresh'] as const;
+const METRICS_KEYS = ['listen'] as const;
+
+/** An enum-like string value with a suggestion when misspelt. */
+function readChoice<T extends string>(ck: Checker, e: Entry, key: string, choices: readonly T[]): T | undefined {
+  const s = stringOf(e.value);
+  const found = choices.find((c) => c === s);
+  if (found !== undefined) return found;
+  const near = s === undefined ? undefined : suggest(s, choices);
+  ck.issue(e.offset, e.path, `${key} must be one of ${choices.join(', ')}; got ${describe(e.value)}${near === undefined ? '' : `; did you mean \`${near}\`?`}`);
+  return undefined;
+}
+
+function readNode(ck: Checker, e: Entry): NodeConfig | undefined {
+  const o = readMap(ck, e, '`node`', NODE_KEYS);
+  if (o === undefined) return undefined;
+  const nameE = o.required('name', 'the name of this director, e.g. `name: dirA`');
+  const ifE = o.required('interface', 'the interface that carries the VIPs and advertisements, e.g. `interface: eth0`');
+  const name = nameE === undefined ? undefined : readName(ck, nameE, 'name');
+  const iface = ifE === undefined ? undefined : readInterface(ck, ifE, 'interface');
+  const stateDir = withDefault(o.optional('state_dir'), DEFAULT_STATE_DIR, (x) => readAbsolutePath(ck, x, 'state_dir', DEFAULT_STATE_DIR));
+  if (name === undefined || iface === undefined || stateDir === undefined) return undefined;
+  return { name, interface: iface, stateDir };
+}
+
+function readTransport(ck: Checker, e: Entry): TransportConfig | undefined {
+  // The mode decides which keys are valid, so look at it before checking the keys.
+  let mode: (typeof TRANSPORT_MODES)[number] | undefined;
+  if (isMap(e.value)) {
+    for (const pair of e.value.items) {
+      if (isScalar(pair.key) && pair.key.value === 'mode') {
+        const v = ck.peek(pair.value);
+        mode = TRANSPORT_MODES.find((m) => isScalar(v) && v.value === m);
+      }
+    }
+  }
+  const allowed: readonly string[] = mode === 'unicast' ? UNICAST_KEYS : mode === 'multicast' ? MULTICAST_KEYS : [...new Set([...UNICAST_KEYS, ...MULTICAST_KEYS])];
+  const explain = (key: string): string | undefined => {
+    if (mode === 'unicast' && (MULTICAST_KEYS as readonly string[]).includes(key)) return `\`${key}\` is only valid with \`mode: multicast\`; remove it or switch the mode`;
+    if (mode === 'multicast' && (UNICAST_KEYS as readonly string[]).includes(key)) return `\`${key}\` is only valid with \`mode: unicast\`; remove it or switch the mode`;
+    return undefined;
+  };
+  const o = readMap(ck, e, '`vrrp.transport`', allowed, explain);
+  if (o === undefined) return undefined;
+  const modeE = o.required('mode', 'how advertisements travel: `mode: unicast` (with `source` and `peers`) or `mode: multicast` (with `group`)');
+  const readMode = modeE === undefined ? undefined : readChoice(ck, modeE, 'mode', TRANSPORT_MODES);
+  const port = withDefault(o.optional('port'), DEFAULT_PORT, (x) => readInt(ck, x, 'port', CONFIG_LIMITS.portMin, CONFIG_LIMITS.portMax, ' (UDP port of the advertisements)'));
+  if (readMode === 'unicast') {
+    const srcE = o.required('source', 'the address this node sends from, e.g. `source: 10.99.0.2`');
+    const peersE = o.required('peers', 'the addresses of the other directors, e.g. `peers: [10.99.0.3]`');
+    const source = srcE === undefined ? undefined : readIp(ck, srcE, 'source', 'unicast');
+    const peers = peersE === undefined ? undefined : readList(ck, peersE, 'peers', '[10.99.0.3]');
+    const out: string[] = [];
+    let peersOk = peers !== undefined;
+    if (peers !== undefined && peersE !== undefined && peers.length === 0) {
+      ck.issue(peersE.offset, peersE.path, 'peers must list at least one peer address, e.g. `peers: [10.99.0.3]`');
+      peersOk = false;
+    }
+    const seen = new Map<string, string>();
+    for (const p of peers ?? []) {
+      const ip = readIp(ck, p, 'a peer', 'unicast');
+      if (ip === undefined) {
+        peersOk = false;
+        continue;
+      }
+      if (source !== undefined && ip.text === source.text) {
+        ck.issue(p.offset, p.path, `peers must not include this node's own source address ${source.text}; list only the other directors`);
+        peersOk = false;
+      } else if (source !== undefined && ip.family !== source.family) {
+        ck.issue(p.offset, p.path, `peer ${ip.text} is ${familyName(ip.family)} but source ${source.text} is ${familyName(source.family)}; all peers must be the same family as source`);
+        peersOk = false;
+      } else if (seen.has(ip.text)) {
+        ck.issue(p.offset, p.path, `peer ${ip.text} is listed twice (also at ${seen.get(ip.text) ?? ''}); list each peer once`);
+        peersOk = false;
+      } else seen.set(ip.text, p.path);
+      out.push(ip.text);
+    }
+    if (source === undefined || !peersOk || port === undefined) return undefined;
+    return { mode: 'unicast', port, source: source.text, peers: out };
+  }
+  if (readMode === 'multicast') {
+    const groupE = o.required('group', 'the multicast group, e.g. `group: 224.0.0.18` (IPv4) or `group: ff02::12` (IPv6)');
+    const group = groupE === undefined ? undefined : readIp(ck, groupE, 'group', 'multicast');
+    const srcE = o.optional('source');
+    let source: Ip | undefined;
+    let sourceOk = true;
+    if (srcE !== undefined) {
+      source = readIp(ck, srcE, 'source', 'unicast');
+      sourceOk = source !== undefined;
+      if (source !== undefined && group !== undefined && source.family !== group.family) {
+        ck.issue(srcE.offset, srcE.path, `source ${source.text} is ${familyName(source.family)} but group ${group.text} is ${familyName(group.family)}; use a source of the group's family`);
+        sourceOk = false;
+      }
+    }
+    const ttl = withDefault(o.optional('ttl'), DEFAULT_MULTICAST_TTL, (x) => readInt(ck, x, 'ttl', CONFIG_LIMITS.ttlMin, CONFIG_LIMITS.ttlMax, ' (1 keeps advertisements on the local link)'));
+    if (group === undefined || !sourceOk || ttl === undefined || port === undefined) return undefined;
+    return { mode: 'multicast', port, group: group.text, source: source?.text, ttl };
+  }
+  return undefined;
+}
+
+function readAuth(ck: Checker, e: Entry): AuthConfig | undefined {
+  const o = readMap(ck, e, '`vrrp.auth`', AUTH_KEYS);
+  if (o === undefined) return undefined;
+  const keyE = o.required('key_file', 'the file with the shared keys, e.g. `key_file: /etc/tandem/vrrp.key`');
+  const keyFile = keyE === undefined ? undefined : readAbsolutePath(ck, keyE, 'key_file', '/etc/tandem/vrrp.key');
+  const mode = withDefault(o.optional('mode'), DEFAULT_AUTH_MODE, (x) => readChoice(ck, x, 'mode', AUTH_MODES));
+  const idE = o.optional('send_key_id');
+  const sendKeyId = idE === undefined ? undefined : readInt(ck, idE, 'send_key_id', CONFIG_LIMITS.keyIdMin, CONFIG_LIMITS.keyIdMax, ' (a key id from key_file)');
+  if (keyFile === undefined || mode === undefined || (idE !== undefined && sendKeyId === undefined)) return undefined;
+  return { keyFile, mode, sendKeyId };
+}
+
+function readGarp(ck: Checker, e: Entry | undefined): GarpConfig | undefined {
+  if (e === undefined) return { ...DEFAULT_GARP };
+  const o = readMap(ck, e, '`garp`', GARP_KEYS);
+  if (o === undefined) return undefined;
+  const repeat = withDefault(o.optional('repeat'), DEFAULT_GARP.repeat, (x) =>
+    readInt(ck, x, 'repeat', CONFIG_LIMITS.garpRepeatMin, CONFIG_LIMITS.garpRepeatMax, ' (announcements after the first)'),
+  );
+  const intervalMs = withDefault(o.optional('interval'), DEFAULT_GARP.intervalMs, (x) =>
+    readDuration(ck, x, 'interval', { min: CONFIG_LIMITS.garpIntervalMinMs, max: CONFIG_LIMITS.garpIntervalMaxMs }),
+  );
+  const refreshMs = withDefault(o.optional('refresh'), DEFAULT_GARP.refreshMs, (x) =>
+    readDuration(ck, x, 'refresh', { min: CONFIG_LIMITS.garpRefreshMinMs, max: CONFIG_LIMITS.garpRefreshMaxMs, zeroOff: true }),
+  );
+  if (repeat === undefined || intervalMs === undefined || refreshMs === undefined) return undefined;
+  return { repeat, intervalMs, refreshMs };
+}
+
+/** What earlier instances claimed, for uniqueness checks across instances. */
+interface Claims {
+  names: Map<string, string>;
+  vrids: Map<number, string>;
+  vips: Map<string, string>;
+}
+
+function readInstance(ck: Checker, e: Entry, nodeInterface: string | undefined, claims: Claims): VrrpInstanceConfig | undefined {
+  const o = readMap(ck, e, 'an instance', INSTANCE_KEYS);
+  if (o === undefined) return undefined;
+  const nameE = o.required('name', 'a name for this instance, e.g. `name: VI_1`');
+  const vridE = o.required('vrid', 'the virtual router id shared with the peers, e.g. `vrid: 51`');
+  const vipsE = o.required('vips', 'the addresses this instance moves, e.g. `vips: [10.99.0.100/32]`');
+
+  let name = nameE === undefined ? undefined : readName(ck, nameE, 'name');
+  if (name !== undefined && nameE !== undefined) {
+    const prev = claims.names.get(name);
+    if (prev !== undefined) {
+      ck.issue(nameE.offset, nameE.path, `instance name \`${name}\` is already used by ${prev}; give each instance its own name`);
+      name = undefined;
+    } else claims.names.set(name, o.path);
+  }
+  let vrid = vridE === undefined ? undefined : readInt(ck, vridE, 'vrid', CONFIG_LIMITS.vridMin, CONFIG_LIMITS.vridMax, ' (virtual router id, the same on every director)');
+  if (vrid !== undefined && vridE !== undefined) {
+    const prev = claims.vrids.get(vrid);
+    if (prev !== undefined) {
+      ck.issue(vridE.offset, vridE.path, `vrid ${vrid} is already used by ${prev}; each instance needs its own vrid`);
+      vrid = undefined;
+    } else claims.vrids.set(vrid, o.path);
+  }
+  const priority = withDefault(o.optional('priority'), DEFAULT_PRIORITY, (x) =>
+    readInt(ck, x, 'priority', CONFIG_LIMITS.priorityMin, CONFIG_LIMITS.priorityMax, ' (255 = address owner)'),
+  );
+  const advertIntervalMs = withDefault(o.optional('advert_interval'), DEFAULT_ADVERT_INTERVAL_MS, (x) =>
+    readDuration(ck, x, 'advert_interval', {
+      min: CONFIG_LIMITS.advertIntervalMinMs,
+      max: CONFIG_LIMITS.advertIntervalMaxMs,
+      step: CONFIG_LIMITS.advertIntervalStepMs,
+      stepReason: ' (it is sent in centiseconds)',
+    }),
+  );
+  const preempt = withDefault(o.optional('preempt'), DEFAULT_PREEMPT, (x) => readBool(ck, x, 'preempt'));
+  const preemptDelayMs = withDefault(o.optional('preempt_delay'), DEFAULT_PREEMPT_DELAY_MS, (x) =>
+    readDuration(ck, x, 'preempt_delay', { min: 0, max: CONFIG_LIMITS.preemptDelayMaxMs }),
+  );
+  const ifE = o.optional('interface');
+  const iface = ifE === undefined ? nodeInterface : readInterface(ck, ifE, 'interface');
+  const garp = readGarp(ck, o.optional('garp'));
+
+  let vipsOk = true;
+  const vips: VipConfig[] = [];
+  const list = vipsE === undefined ? undefined : readList(ck, vipsE, 'vips', '[10.99.0.100/32]');
+  if (list === undefined) vipsOk = false;
+  else if (list.length === 0 && vipsE !== undefined) {
+    ck.issue(vipsE.offset, vipsE.path, 'vips must list at least one address, e.g. `vips: [10.99.0.100/32]`');
+    vipsOk = false;
+  }
+  for (const item of list ?? []) {
+    const r = readVip(ck, item, iface ?? '');
+    if (r === undefined) {
+      vipsOk = false;
+      continue;
+    }
+    const prev = claims.vips.get(r.ip.text);
+    if (prev !== undefined) {
+      ck.issue(item.offset, item.path, `VIP ${r.ip.text} is already listed at ${prev}; a VIP can belong to one instance only, once`);
+      vipsOk = false;
+      continue;
+    }
+    claims.vips.set(r.ip.text, item.path);
+    vips.push(r.vip);
+  }
+
+  if (
+    name === undefined ||
+    vrid === undefined ||
+    priority === undefined ||
+    advertIntervalMs === undefined ||
+    preempt === undefined ||
+    preemptDelayMs === undefined ||
+    iface === undefined ||
+    garp === undefined ||
+    !vipsOk
+  )
+    return undefined;
+  return { name, vrid, priority, advertIntervalMs, preempt, preemptDelayMs, interface: iface, vips, garp };
+}
+
+function readVrrp(ck: Checker, e: Entry, nodeInterface: string | undefined): VrrpConfig | undefined {
+  const o = readMap(ck, e, '`vrrp`', VRRP_KEYS);
+  if (o === undefined) return undefined;
+  const tE = o.required('transport', 'how advertisements travel, e.g. `transport: { mode: unicast, source: 10.99.0.2, peers: [10.99.0.3] }`');
+  const iE = o.required('instances', 'the list of virtual routers, each with `name`, `vrid` and `vips`');
+  const transport = tE === undefined ? undefined : readTransport(ck, tE);
+  const aE = o.optional('auth');
+  const auth = aE === undefined ? undefined : readAuth(ck, aE);
+  const maxPeerPriority = withDefault(o.optional('max_peer_priority'), DEFAULT_MAX_PEER_PRIORITY, (x) =>
+    readInt(ck, x, 'max_peer_priority', CONFIG_LIMITS.priorityMin, CONFIG_LIMITS.priorityMax, ' (255 accepts address owners)'),
+  );
+  const list = iE === undefined ? undefined : readList(ck, iE, 'instances', '[{ name: VI_1, vrid: 51, vips: [10.99.0.100/32] }]');
+  if (list !== undefined && list.length === 0 && iE !== undefined) {
+    ck.issue(iE.offset, iE.path, 'instances must list at least one instance, e.g. `- { name: VI_1, vrid: 51, vips: [10.99.0.100/32] }`');
+  }
+  const claims: Claims = { names: new Map(), vrids: new Map(), vips: new Map() };
+  const instances: VrrpInstanceConfig[] = [];
+  let instancesOk = list !== undefined && list.length > 0;
+  for (const item of list ?? []) {
+    const inst = readInstance(ck, item, nodeInterface, claims);
+    if (inst === undefined) instancesOk = false;
+    else instances.push(inst);
+  }
+  if (transport === undefined || (aE !== undefined && auth === undefined) || maxPeerPriority === undefined || !instancesOk) return undefined;
+  return { transport, auth, maxPeerPriority, instances };
+}
+
+function readMetrics(ck: Checker, e: Entry | undefined): MetricsConfig | undefined {
+  if (e === undefined) return { listen: undefined };
+  const o = readMap(ck, e, '`metrics`', METRICS_KEYS);
+  if (o === undefined) return undefined;
+  const lE = o.optional('listen');
+  if (lE === undefined) return { listen: undefined };
+  const listen = readListen(ck, lE, 'listen');
+  return listen === undefined ? undefined : { listen };
+}
+
+/**
+ * Validates a parsed YAML document (without syntax errors) and converts it into a TandemConfig; `file` is
+ * stored in the result. Returns every issue found when the document is not a valid configuration.
+ */
+export function validateDocument(doc: Document, file: string): SchemaResult {
+  const ck = new Checker(doc);
+  const root: Entry = { value: ck.resolve(doc.contents, 0, ''), offset: offsetOf(doc.contents, 0), path: '' };
+  if (root.value === null || (isScalar(root.value) && (root.value.value === null || root.value.value === undefined))) {
+    ck.issue(0, '', 'the configuration is empty; it needs at least `node` and `vrrp` (see config/tandem.example.yaml)');
+    return { ok: false, issues: ck.issues };
+  }
+  const o = readMap(ck, root, 'the configuration', TOP_KEYS);
+  if (o === undefined) return { ok: false, issues: ck.issues };
+  const nE = o.required('node', 'this director, e.g. `node: { name: dirA, interface: eth0 }`');
+  const vE = o.required('vrrp', 'the election settings: `transport` and `instances`');
+  const node = nE === undefined ? undefined : readNode(ck, nE);
+  // Instances default to node.interface; when node is broken, instances still get checked (with no default).
+  let nodeInterface: string | undefined = node?.interface;
+  if (nodeInterface === undefined && nE !== undefined && isMap(nE.value)) {
+    const raw = nE.value.get('interface');
+    if (typeof raw === 'string') nodeInterface = raw;
+  }
+  const vrrp = vE === undefined ? undefined : readVrrp(ck, vE, nodeInterface);
+  const metrics = readMetrics(ck, o.optional('metrics'));
+  if (ck.issues.length > 0 || node === undefined || vrrp === undefined || metrics === undefined) {
+    if (ck.issues.length === 0) ck.issue(0, '', 'the configuration is not valid (no further detail; this is a bug in tandem)');
+    return { ok: false, issues: ck.issues };
+  }
+  return { ok: true, config: { file, node, vrrp, metrics } };
+}

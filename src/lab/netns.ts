@@ -1,0 +1,126 @@
+/**
+ * Network-namespace topologies for the lab and the netns test tier: one namespace holds a bridge, each host is
+ * a namespace joined to it by a veth pair whose inner end is `eth0`. Everything is made with iproute2 inside
+ * namespaces this module creates, and removed by `destroy()`. Needs root.
+ */
+
+import { execFile, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { promisify } from 'node:util';
+import { TandemError, ERROR_CODES } from '../lib/errors.ts';
+
+const execFileP = promisify(execFile);
+
+/** One host of a lab: its namespace, interface and address. */
+export interface LabHost {
+  name: string;
+  ns: string;
+  ifname: 'eth0';
+  /** Address with prefix, e.g. 10.99.0.2/24. */
+  cidr: string;
+  address: string;
+  mac: string;
+}
+
+export interface LabSpec {
+  /** Prefix for every namespace name; keep it short and unique per concurrently running lab. */
+  prefix: string;
+  hosts: Array<{ name: string; cidr: string; cidr6?: string }>;
+}
+
+/** Runs a command and returns stdout; throws TandemError with stderr on failure. */
+export async function run(argv: readonly string[], opts: { allowFail?: boolean } = {}): Promise<string> {
+  const [cmd, ...args] = argv;
+  if (cmd === undefined) throw new TandemError(ERROR_CODES.lab, 'empty command');
+  try {
+    const { stdout } = await execFileP(cmd, args, { maxBuffer: 16 * 1024 * 1024 });
+    return stdout;
+  } catch (e) {
+    if (opts.allowFail === true) return '';
+    const err = e as { stderr?: string; message: string };
+    throw new TandemError(ERROR_CODES.lab, `${argv.join(' ')}: ${(err.stderr ?? err.message).trim()}`, { cause: e });
+  }
+}
+
+/** A bridge lab: hosts in namespaces on one L2 segment. */
+export class BridgeLab {
+  readonly bridgeNs: string;
+  readonly hosts: ReadonlyMap<string, LabHost>;
+
+  private constructor(readonly prefix: string, hosts: Map<string, LabHost>) {
+    this.bridgeNs = `${prefix}-br`;
+    this.hosts = hosts;
+  }
+
+  /** Builds the topology (removing leftovers of an earlier run with the same prefix first). */
+  static async create(spec: LabSpec): Promise<BridgeLab> {
+    await BridgeLab.cleanup(spec.prefix);
+    const br = `${spec.prefix}-br`;
+    await run(['ip', 'netns', 'add', br]);
+    await run(['ip', '-n', br, 'link', 'add', 'br0', 'type', 'bridge', 'forward_delay', '0']);
+    await run(['ip', '-n', br, 'link', 'set', 'br0', 'up']);
+    await run(['ip', '-n', br, 'link', 'set', 'lo', 'up']);
+    const hosts = new Map<string, LabHost>();
+    for (const [i, h] of spec.hosts.entries()) {
+      const ns = `${spec.prefix}-${h.name}`;
+      const mac = `02:00:00:00:${(0x10 + (spec.prefix.length % 0x40)).toString(16).padStart(2, '0')}:${(i + 1).toString(16).padStart(2, '0')}`;
+      await run(['ip', 'netns', 'add', ns]);
+      // Inner end is created directly in the host namespace as eth0, outer end in the bridge namespace.
+      await run(['ip', 'link', 'add', 'eth0', 'netns', ns, 'address', mac, 'type', 'veth', 'peer', 'name', `v-${h.name}`, 'netns', br]);
+      await run(['ip', '-n', br, 'link', 'set', `v-${h.name}`, 'master', 'br0']);
+      await run(['ip', '-n', br, 'link', 'set', `v-${h.name}`, 'up']);
+      await run(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
+      await run(['ip', '-n', ns, 'addr', 'add', h.cidr, 'dev', 'eth0']);
+      if (h.cidr6 !== undefined) {
+        await run(['ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.eth0.accept_dad=0']);
+        await run(['ip', '-n', ns, 'addr', 'add', h.cidr6, 'dev', 'eth0', 'nodad']);
+      }
+      await run(['ip', '-n', ns, 'link', 'set', 'eth0', 'up']);
+      hosts.set(h.name, { name: h.name, ns, ifname: 'eth0', cidr: h.cidr, address: h.cidr.split('/')[0] ?? h.cidr, mac });
+    }
+    return new BridgeLab(spec.prefix, hosts);
+  }
+
+  /** Removes every namespace whose name starts with `${prefix}-`. */
+  static async cleanup(prefix: string): Promise<void> {
+    const out = await run(['ip', 'netns', 'list'], { allowFail: true });
+    for (const line of out.split('\n')) {
+      const name = line.split(' ')[0] ?? '';
+      if (name.startsWith(`${prefix}-`)) await run(['ip', 'netns', 'delete', name], { allowFail: true });
+    }
+  }
+
+  host(name: string): LabHost {
+    const h = this.hosts.get(name);
+    if (h === undefined) throw new TandemError(ERROR_CODES.lab, `no host ${name} in lab ${this.prefix}`);
+    return h;
+  }
+
+  /** Runs a command inside a host's namespace. */
+  exec(host: string, argv: readonly string[], opts: { allowFail?: boolean } = {}): Promise<string> {
+    return run(['ip', 'netns', 'exec', this.host(host).ns, ...argv], opts);
+  }
+
+  /** Starts a long-running process inside a host's namespace. */
+  spawn(host: string, argv: readonly string[], opts: SpawnOptions = {}): ChildProcess {
+    return spawn('ip', ['netns', 'exec', this.host(host).ns, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+  }
+
+  /** Addresses on a host's interface (`ip -j addr`), as `address/prefix`. */
+  async addresses(host: string, ifname = 'eth0'): Promise<string[]> {
+    const out = await this.exec(host, ['ip', '-j', 'addr', 'show', 'dev', ifname]);
+    const parsed = JSON.parse(out) as Array<{ addr_info?: Array<{ local: string; prefixlen: number }> }>;
+    return parsed.flatMap((l) => (l.addr_info ?? []).map((a) => `${a.local}/${a.prefixlen}`));
+  }
+
+  /** The link-layer address a host's neighbour table holds for `ip`, or undefined. */
+  async neighbour(host: string, ip: string): Promise<{ lladdr: string | undefined; state: string[] } | undefined> {
+    const out = await this.exec(host, ['ip', '-j', 'neigh', 'show', 'to', ip, 'dev', 'eth0']);
+    const rows = JSON.parse(out === '' ? '[]' : out) as Array<{ lladdr?: string; state?: string[] }>;
+    const r = rows[0];
+    return r === undefined ? undefined : { lladdr: r.lladdr, state: r.state ?? [] };
+  }
+
+  async destroy(): Promise<void> {
+    await BridgeLab.cleanup(this.prefix);
+  }
+}

@@ -1,0 +1,3 @@
+/** Public surface of src/metrics. */
+export { createMetrics, STATE_VALUE, type TandemMetrics } from './registry.ts';
+export { serveMetrics, parseListen } from './http.ts';
