@@ -25,6 +25,7 @@ export class PacketAnnouncer implements Announcer {
     if (this.closed) throw new VipError(`${what}: announcer is closed`);
     try {
       const iface = await readInterface(vip.interface);
+      if (this.closed) throw new VipError('announcer is closed');
       if (vip.family === 4) this.socket(vip.interface, ETH_P_ARP).send(iface, garpFrame(iface.mac, vip.address), BROADCAST_MAC);
       else this.socket(vip.interface, ETH_P_IPV6).send(iface, unsolicitedNaFrame(iface.mac, vip.address), ALL_NODES_MAC);
     } catch (e) {
