@@ -12,6 +12,7 @@ import { isIP } from 'node:net';
 import { isAbsolute } from 'node:path';
 import { isAlias, isMap, isScalar, isSeq } from 'yaml';
 import type { Document, Scalar, YAMLMap, YAMLSeq } from 'yaml';
+import { addressBytes, formatAddress } from '../lib/address.ts';
 import { formatDuration, parseDuration } from '../lib/duration.ts';
 import { AUTH_MODES } from './types.ts';
 import type {
@@ -366,66 +367,18 @@ function withDefault<T>(e: Entry | undefined, fallback: T, read: (e: Entry) => T
 // ---------------------------------------------------------------------------------------------------------
 // Addresses
 
-/** A parsed IP address: family, bytes and canonical text (lowercase, RFC 5952 compression for IPv6). */
+/** A parsed IP address: family, bytes and canonical text (lib/address.ts `canonicalAddress` form). */
 interface Ip {
   family: AddressFamily;
-  bytes: number[];
+  bytes: Buffer;
   text: string;
 }
 
 /** Parses an IPv4 or IPv6 literal (no zone id); undefined when it is not one. */
 function parseIp(s: string): Ip | undefined {
-  if (s.includes('%')) return undefined;
-  const family = isIP(s);
-  if (family === 4) {
-    const bytes = s.split('.').map(Number);
-    return { family: 4, bytes, text: bytes.join('.') };
-  }
-  if (family !== 6) return undefined;
-  const [head = '', tail] = s.split('::');
-  const toGroups = (part: string): number[] => {
-    if (part === '') return [];
-    const out: number[] = [];
-    for (const g of part.split(':')) {
-      if (g.includes('.')) {
-        const b = g.split('.').map(Number);
-        out.push((b[0] ?? 0) * 256 + (b[1] ?? 0), (b[2] ?? 0) * 256 + (b[3] ?? 0));
-      } else out.push(parseInt(g, 16));
-    }
-    return out;
-  };
-  const h = toGroups(head);
-  const t = tail === undefined ? [] : toGroups(tail);
-  const groups = [...h, ...new Array<number>(8 - h.length - t.length).fill(0), ...t];
-  const bytes = groups.flatMap((g) => [g >> 8, g & 0xff]);
-  return { family: 6, bytes, text: formatIpv6(groups) };
-}
-
-/** RFC 5952 text of eight 16-bit groups (IPv4-mapped addresses keep the dotted quad). */
-function formatIpv6(groups: number[]): string {
-  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
-    const a = groups[6] ?? 0;
-    const b = groups[7] ?? 0;
-    return `::ffff:${a >> 8}.${a & 0xff}.${b >> 8}.${b & 0xff}`;
-  }
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+  const bytes = addressBytes(s);
+  if (bytes === undefined) return undefined;
+  return { family: bytes.length === 4 ? 4 : 6, bytes, text: formatAddress(bytes) };
 }
 
 function isMulticast(ip: Ip): boolean {

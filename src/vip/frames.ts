@@ -1,10 +1,11 @@
 /**
  * Pure codecs for the frames that announce a VIP after it moves: a gratuitous ARP (IPv4, like `arping -U`) and
- * an unsolicited neighbour advertisement (IPv6, RFC 4861 sections 4.4 and 7.2.6). Also the small address helpers
- * the VIP code shares (MAC and IP text <-> bytes). No I/O here: packet-socket.ts sends what this module builds.
+ * an unsolicited neighbour advertisement (IPv6, RFC 4861 sections 4.4 and 7.2.6). Also the MAC text <-> bytes
+ * helpers the VIP code shares, and throwing wrappers of lib/address.ts's IP parsers (IP formatting is
+ * lib/address.ts's `formatAddress`). No I/O here: packet-socket.ts sends what this module builds.
  */
 
-import { isIPv4, isIPv6 } from 'node:net';
+import { parseIPv4, parseIPv6 } from '../lib/address.ts';
 import { CodecError } from '../lib/errors.ts';
 
 /** EtherType of ARP. */
@@ -44,68 +45,21 @@ export function formatMac(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join(':');
 }
 
-/** Parses dotted-quad IPv4 text into 4 bytes; throws CodecError otherwise. */
+/** Parses dotted-quad IPv4 text into 4 bytes (lib/address.ts `parseIPv4`); throws CodecError otherwise. */
 export function parseIpv4(text: string): Buffer {
-  if (!isIPv4(text)) throw new CodecError(`invalid IPv4 address '${text}'`);
-  return Buffer.from(text.split('.').map(Number));
-}
-
-/** Parses IPv6 text (`::` compression and a trailing dotted quad allowed, no zone) into 16 bytes; throws CodecError otherwise. */
-export function parseIpv6(text: string): Buffer {
-  if (!isIPv6(text) || text.includes('%')) throw new CodecError(`invalid IPv6 address '${text}'`);
-  let body = text;
-  const lastColon = body.lastIndexOf(':');
-  const last = body.slice(lastColon + 1);
-  if (last.includes('.')) {
-    // A trailing dotted quad is two 16-bit groups.
-    const v4 = parseIpv4(last);
-    body = `${body.slice(0, lastColon + 1)}${v4.readUInt16BE(0).toString(16)}:${v4.readUInt16BE(2).toString(16)}`;
-  }
-  const toGroups = (s: string): number[] => (s === '' ? [] : s.split(':').map((g) => parseInt(g, 16)));
-  const halves = body.split('::');
-  const head = toGroups(halves[0] ?? '');
-  const rest = halves.length > 1 ? toGroups(halves[1] ?? '') : [];
-  const fill = halves.length > 1 ? 8 - head.length - rest.length : 0;
-  const all = [...head, ...new Array<number>(Math.max(0, fill)).fill(0), ...rest];
-  if (all.length !== 8 || all.some((g) => !Number.isInteger(g) || g < 0 || g > 0xffff)) throw new CodecError(`invalid IPv6 address '${text}'`);
-  const out = Buffer.alloc(16);
-  all.forEach((g, i) => out.writeUInt16BE(g, i * 2));
-  return out;
-}
-
-/** Formats 4 bytes as dotted-quad IPv4 text. */
-export function formatIpv4(bytes: Uint8Array): string {
-  if (bytes.length !== 4) throw new CodecError(`invalid IPv4 address: ${bytes.length} bytes, expected 4`);
-  return Array.from(bytes).join('.');
+  const bytes = parseIPv4(text);
+  if (bytes === undefined) throw new CodecError(`invalid IPv4 address '${text}'`);
+  return bytes;
 }
 
 /**
- * Formats 16 bytes as RFC 5952 IPv6 text (lower case, longest run of two or more zero groups compressed, the
- * first run on a tie), as `ip addr` prints it; IPv4-mapped addresses end in a dotted quad (`::ffff:1.2.3.4`).
+ * Parses IPv6 text (`::` compression and a trailing dotted quad allowed, no zone) into 16 bytes (lib/address.ts
+ * `parseIPv6`); throws CodecError otherwise.
  */
-export function formatIpv6(bytes: Uint8Array): string {
-  if (bytes.length !== 16) throw new CodecError(`invalid IPv6 address: ${bytes.length} bytes, expected 16`);
-  const b = Buffer.from(bytes);
-  const groups = Array.from({ length: 8 }, (_v, i) => b.readUInt16BE(i * 2));
-  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) return `::ffff:${formatIpv4(b.subarray(12))}`;
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (gs: number[]): string => gs.map((g) => g.toString(16)).join(':');
-  if (bestLen < 2) return hex(groups);
-  return `${hex(groups.slice(0, bestStart))}::${hex(groups.slice(bestStart + bestLen))}`;
+export function parseIpv6(text: string): Buffer {
+  const bytes = parseIPv6(text);
+  if (bytes === undefined) throw new CodecError(`invalid IPv6 address '${text}'`);
+  return bytes;
 }
 
 /**

@@ -40,8 +40,6 @@ export {
   ETH_P_IPV6,
   GARP_FRAME_LENGTH,
   NA_FRAME_LENGTH,
-  formatIpv4,
-  formatIpv6,
   formatMac,
   garpFrame,
   icmpv6Checksum,

@@ -8,8 +8,9 @@
 import { getSystemErrorName } from 'node:util';
 import { AttrStream, createRtNetlink, parseError, rt, type NetlinkMessage, type RtNetlinkSocket } from 'netlink';
 import type { VipConfig } from '../config/types.ts';
+import { formatAddress } from '../lib/address.ts';
 import { NetlinkError, VipError, errnoName, messageOf } from '../lib/errors.ts';
-import { formatIpv4, formatIpv6, parseIpv4, parseIpv6 } from './frames.ts';
+import { parseIpv4, parseIpv6 } from './frames.ts';
 import type { VipManager } from './index.ts';
 
 /** Address families as rtnetlink numbers them. */
@@ -132,8 +133,8 @@ export class RtnlVipManager implements VipManager {
       if (parsed.kind !== 'address' || parsed.data.index !== ifindex) continue;
       const bytes = parsed.attrs.local ?? parsed.attrs.address;
       if (bytes === undefined) continue;
-      if (parsed.data.family === AF.inet && bytes.length === 4) out.push(`${formatIpv4(bytes)}/${parsed.data.prefixlen ?? 32}`);
-      else if (parsed.data.family === AF.inet6 && bytes.length === 16) out.push(`${formatIpv6(bytes)}/${parsed.data.prefixlen ?? 128}`);
+      if (parsed.data.family === AF.inet && bytes.length === 4) out.push(`${formatAddress(bytes, 0, 4)}/${parsed.data.prefixlen ?? 32}`);
+      else if (parsed.data.family === AF.inet6 && bytes.length === 16) out.push(`${formatAddress(bytes, 0, 6)}/${parsed.data.prefixlen ?? 128}`);
     }
     return out;
   }

@@ -26,10 +26,11 @@
  * does). `decodeAdvert` never throws; it accepts only canonical frames, so for every unsigned frame it accepts,
  * `encodeAdvert(decoded.advert)` returns the very same bytes. Addresses are text in node:net's canonical form
  * (IPv4 dotted quad; IPv6 as libuv's inet_ntop writes it: lowercase, compressed, IPv4-mapped as
- * `::ffff:a.b.c.d`), which is what `new net.SocketAddress(...).address` returns.
+ * `::ffff:a.b.c.d`), which is what `new net.SocketAddress(...).address` returns (see lib/address.ts).
  */
 
 import type { AddressFamily } from '../config/types.ts';
+import { addressBytes, formatAddress } from '../lib/address.ts';
 import { CodecError } from '../lib/errors.ts';
 import { fail, ok } from '../lib/result.ts';
 import type { Result } from '../lib/result.ts';
@@ -101,141 +102,6 @@ export function internetChecksum(buf: Uint8Array, start = 0, end = buf.length, s
   if (i < end && i !== skip) sum += (buf[i] ?? 0) << 8;
   while (sum > 0xffff) sum = (sum & 0xffff) + Math.floor(sum / 0x10000);
   return ~sum & 0xffff;
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Addresses
-
-const IPV4_PART = /^(0|[1-9]\d{0,2})$/;
-const HEX_GROUP = /^[0-9a-fA-F]{1,4}$/;
-
-function parseIPv4Into(text: string, out: number[]): boolean {
-  const parts = text.split('.');
-  if (parts.length !== 4) return false;
-  for (const p of parts) {
-    if (!IPV4_PART.test(p)) return false;
-    const n = Number(p);
-    if (n > 255) return false;
-    out.push(n);
-  }
-  return true;
-}
-
-/** IPv4 dotted quad to 4 bytes; undefined when not canonical dotted-quad text (no leading zeros). */
-function parseIPv4(text: string): Buffer | undefined {
-  const bytes: number[] = [];
-  return parseIPv4Into(text, bytes) ? Buffer.from(bytes) : undefined;
-}
-
-/** IPv6 text (any RFC 4291 section 2.2 form, no zone id) to 16 bytes; undefined when invalid. */
-function parseIPv6(text: string): Buffer | undefined {
-  if (text.length === 0 || text.length > 45 || text.includes('%')) return undefined;
-  const halves = text.split('::');
-  if (halves.length > 2) return undefined;
-  const groupsOf = (s: string): string[] | undefined => {
-    if (s === '') return [];
-    const g = s.split(':');
-    return g.some((x) => x === '') ? undefined : g;
-  };
-  const head = groupsOf(halves[0] ?? '');
-  const tail = halves.length === 2 ? groupsOf(halves[1] ?? '') : [];
-  if (head === undefined || tail === undefined) return undefined;
-  const toWords = (groups: string[], allowV4Last: boolean): number[] | undefined => {
-    const words: number[] = [];
-    for (let i = 0; i < groups.length; i++) {
-      const g = groups[i] ?? '';
-      if (allowV4Last && i === groups.length - 1 && g.includes('.')) {
-        const b: number[] = [];
-        if (!parseIPv4Into(g, b)) return undefined;
-        words.push((b[0]! << 8) | b[1]!, (b[2]! << 8) | b[3]!);
-      } else if (HEX_GROUP.test(g)) {
-        words.push(parseInt(g, 16));
-      } else {
-        return undefined;
-      }
-    }
-    return words;
-  };
-  const compressed = halves.length === 2;
-  const headWords = toWords(head, !compressed);
-  const tailWords = toWords(tail, compressed);
-  if (headWords === undefined || tailWords === undefined) return undefined;
-  const n = headWords.length + tailWords.length;
-  if (compressed ? n > 7 : n !== 8) return undefined;
-  const words = [...headWords, ...new Array<number>(8 - n).fill(0), ...tailWords];
-  const out = Buffer.alloc(16);
-  words.forEach((w, i) => out.writeUInt16BE(w, i * 2));
-  return out;
-}
-
-function formatIPv4(buf: Uint8Array, off: number): string {
-  return `${buf[off]}.${buf[off + 1]}.${buf[off + 2]}.${buf[off + 3]}`;
-}
-
-/** 16 bytes to text exactly as libuv's inet_ntop6 (and so node:net) writes it. */
-function formatIPv6(buf: Uint8Array, off: number): string {
-  const words: number[] = [];
-  for (let i = 0; i < 8; i++) words.push(((buf[off + 2 * i] ?? 0) << 8) | (buf[off + 2 * i + 1] ?? 0));
-  // Longest run of zero words (the first one on a tie); runs shorter than 2 are not compressed.
-  let bestBase = -1;
-  let bestLen = 0;
-  let curBase = -1;
-  let curLen = 0;
-  for (let i = 0; i < 8; i++) {
-    if (words[i] === 0) {
-      if (curBase === -1) {
-        curBase = i;
-        curLen = 1;
-      } else curLen++;
-    } else if (curBase !== -1) {
-      if (curLen > bestLen) {
-        bestBase = curBase;
-        bestLen = curLen;
-      }
-      curBase = -1;
-    }
-  }
-  if (curBase !== -1 && curLen > bestLen) {
-    bestBase = curBase;
-    bestLen = curLen;
-  }
-  if (bestLen < 2) bestBase = -1;
-  let s = '';
-  for (let i = 0; i < 8; i++) {
-    if (bestBase !== -1 && i >= bestBase && i < bestBase + bestLen) {
-      if (i === bestBase) s += ':';
-      continue;
-    }
-    if (i !== 0) s += ':';
-    // IPv4-compatible (::a.b.c.d, word 6 non-zero) and IPv4-mapped (::ffff:a.b.c.d) use dotted quads.
-    if (i === 6 && bestBase === 0 && (bestLen === 6 || (bestLen === 5 && words[5] === 0xffff))) {
-      s += formatIPv4(buf, off + 12);
-      return s;
-    }
-    s += (words[i] ?? 0).toString(16);
-  }
-  if (bestBase !== -1 && bestBase + bestLen === 8) s += ':';
-  return s;
-}
-
-/** The wire bytes of an address of a family, or undefined when `text` is not such an address. */
-export function addressBytes(text: string, family: AddressFamily): Buffer | undefined {
-  return family === 4 ? parseIPv4(text) : family === 6 ? parseIPv6(text) : undefined;
-}
-
-/**
- * The canonical text of an address (the form decodeAdvert returns), or undefined when `text` is neither an
- * IPv4 dotted quad nor an IPv6 address without zone id. Use it to compare configured addresses with decoded ones.
- */
-export function canonicalAddress(text: string): string | undefined {
-  const v4 = parseIPv4(text);
-  if (v4 !== undefined) return formatIPv4(v4, 0);
-  const v6 = parseIPv6(text);
-  return v6 === undefined ? undefined : formatIPv6(v6, 0);
-}
-
-function formatAddress(buf: Uint8Array, off: number, family: AddressFamily): string {
-  return family === 4 ? formatIPv4(buf, off) : formatIPv6(buf, off);
 }
 
 // ---------------------------------------------------------------------------------------------------------

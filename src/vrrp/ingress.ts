@@ -29,10 +29,11 @@
  */
 
 import type { AuthMode } from '../config/types.ts';
+import { canonicalAddress } from '../lib/address.ts';
 import { ERROR_CODES, TandemError, messageOf } from '../lib/errors.ts';
 import { AdvertVerifier, formatSequence, readTrailer } from './auth.ts';
 import type { AuthKey } from './auth.ts';
-import { asBuffer, canonicalAddress, decodeAdvert } from './codec.ts';
+import { asBuffer, decodeAdvert } from './codec.ts';
 import type { Advert } from './types.ts';
 
 /** Every reason the ingress filter drops a datagram (or, in receive-only mode, would drop it). */

@@ -7,9 +7,10 @@
 import { SocketAddress } from 'node:net';
 import test from 'ava';
 import fc from 'fast-check';
+import { canonicalAddress } from '../../src/lib/address.ts';
 import { CodecError } from '../../src/lib/errors.ts';
 import { AdvertSigner, SequenceSource } from '../../src/vrrp/auth.ts';
-import { DECODE_REASONS, WIRE, canonicalAddress, decodeAdvert, encodeAdvert, internetChecksum } from '../../src/vrrp/codec.ts';
+import { DECODE_REASONS, WIRE, decodeAdvert, encodeAdvert, internetChecksum } from '../../src/vrrp/codec.ts';
 import type { Advert } from '../../src/vrrp/types.ts';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/[\s|]/g, ''), 'hex');
