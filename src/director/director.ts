@@ -226,6 +226,7 @@ export class Director {
         for (const vip of rt.cfg.vips) this.enqueue(() => this.changeVip(rt, vip, 'remove', false));
         return;
       case 'announce':
+        if (e.reason === 'reannounce') rt.log.log('warn', 'another director claims mastership with a lower priority: re-announcing the VIPs', {});
         this.startAnnouncements(rt);
         return;
       case 'stopAnnounce':

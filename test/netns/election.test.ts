@@ -7,6 +7,7 @@ import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DirectorPair, sleep, type DirectorName, type LogRecord } from '../../src/lab/pair.ts';
+import { run } from '../../src/lab/netns.ts';
 import { masterDownIntervalMs, skewTimeMs } from '../../src/vrrp/machine.ts';
 
 const ADVERT_MS = 100;
@@ -153,4 +154,37 @@ test.serial('multicast transport: one master, and a crash hands over', async (t)
   const killAt = await pair.crash('dirA');
   const b = await pair.waitMaster('dirB', 5000, from);
   t.true(b.vipAt - killAt <= masterDownIntervalMs(100, ADVERT_MS) + SLACK_MS);
+});
+
+test.serial('split brain heals: the lower-priority master yields and the winner re-announces, so the client follows it again', async (t) => {
+  const pair = await startPair(t, 'tel8');
+  await pair.waitMaster('dirA', 10_000);
+  const macA = pair.lab.host('dirA').mac;
+  const macB = pair.lab.host('dirB').mac;
+  t.is(await pair.clientLearnVip(), macA);
+  // Cut the election link both ways (the client still reaches both): each side believes it is alone.
+  const nsA = pair.lab.host('dirA').ns;
+  const nsB = pair.lab.host('dirB').ns;
+  await run(['ip', '-n', nsA, 'route', 'add', 'unreachable', '10.99.0.3/32']);
+  await run(['ip', '-n', nsB, 'route', 'add', 'unreachable', '10.99.0.2/32']);
+  await pair.waitMaster('dirB', 5000);
+  const waitMac = async (want: string) => {
+    const deadline = Date.now() + 2000;
+    let mac = await pair.clientVipMac();
+    while (mac !== want && Date.now() < deadline) {
+      await sleep(10);
+      mac = await pair.clientVipMac();
+    }
+    return mac;
+  };
+  t.is(await waitMac(macB), macB, 'during the split the client follows the newer master');
+  t.deepEqual((await pair.vipOwners()).sort(), ['dirA', 'dirB']);
+  const fromA = pair.daemon('dirA').records.length;
+  const fromB = pair.daemon('dirB').records.length;
+  await run(['ip', '-n', nsA, 'route', 'del', 'unreachable', '10.99.0.3/32']);
+  await run(['ip', '-n', nsB, 'route', 'del', 'unreachable', '10.99.0.2/32']);
+  await pair.daemon('dirB').waitFor((r) => r.msg === 'transition' && r.to === 'BACKUP', 2000, fromB);
+  await pair.daemon('dirA').waitFor((r) => r.msg.includes('re-announcing'), 2000, fromA);
+  t.is(await waitMac(macA), macA, 'after the heal the client follows the winner again, without sending anything');
+  t.deepEqual(await pair.vipOwners(), ['dirA']);
 });
