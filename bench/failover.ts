@@ -31,10 +31,19 @@ async function takeovers(intervalMs: number): Promise<number[]> {
   });
   const out: number[] = [];
   try {
-    pair.start('dirA');
-    pair.start('dirB');
+    pair.start('dirA', [], true);
+    pair.start('dirB', [], true);
     await Promise.all([pair.waitStarted('dirA'), pair.waitStarted('dirB')]);
-    let master: DirectorName = await pair.waitForSingleOwner(3 * masterDownIntervalMs(PRIORITY, intervalMs) + 10_000);
+    // Equal priorities: both may claim mastership at start until the tie-break settles it; wait until one
+    // owner has held the VIP for two master-down intervals.
+    const down = masterDownIntervalMs(PRIORITY, intervalMs);
+    let master: DirectorName = await pair.waitForSingleOwner(3 * down + 10_000);
+    for (;;) {
+      await sleep(2 * down);
+      const again = await pair.waitForSingleOwner(3 * down + 10_000);
+      if (again === master) break;
+      master = again;
+    }
     for (let k = 0; k < KILLS; k++) {
       const backup: DirectorName = master === 'dirA' ? 'dirB' : 'dirA';
       await sleep(Math.max(3 * intervalMs, 200));
@@ -43,7 +52,7 @@ async function takeovers(intervalMs: number): Promise<number[]> {
       const { vipAt } = await pair.waitMaster(backup, masterDownIntervalMs(PRIORITY, intervalMs) + 10_000, from);
       out.push(vipAt - killAt);
       await pair.revive(master);
-      pair.start(master);
+      pair.start(master, [], true);
       await pair.waitStarted(master);
       master = backup;
     }
@@ -78,7 +87,7 @@ async function soak(intervalMs: number, seconds: number, realtime: boolean): Pro
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('bench:failover needs root (network namespaces)');
-  console.log(`bench:failover — ${KILLS} crashes (kill -9 + link down) per interval, takeover = crash -> VIP in the backup's kernel`);
+  console.log(`bench:failover — ${KILLS} crashes (kill -9 + link down) per interval, takeover = crash -> VIP in the backup's kernel; daemons with SCHED_FIFO 50 as the systemd unit runs them`);
   console.log('interval   master-down   median      p90         worst       (ms)');
   for (const iv of INTERVALS) {
     const t = (await takeovers(iv)).sort((a, b) => a - b);
