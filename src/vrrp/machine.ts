@@ -57,6 +57,8 @@ export interface MachineState {
   readonly master: KnownMaster | undefined;
   /** When the last split-brain re-announcement was made (monotonic ms). */
   readonly lastReannounceAt: number | undefined;
+  /** A re-announcement was asked for within REANNOUNCE_MIN_SPACING_MS of the last; made at a later advert tick. */
+  readonly reannounceDue: boolean;
 }
 
 export type MachineEvent =
@@ -116,6 +118,7 @@ export function initialState(params: InstanceParams): MachineState {
     timers: {},
     master: undefined,
     lastReannounceAt: undefined,
+    reannounceDue: false,
   };
 }
 
@@ -198,7 +201,7 @@ function becomeBackup(
     effects.push({ type: 'removeVips' });
   }
   effects.push({ type: 'transition', from, to: 'BACKUP', reason, master });
-  next = { ...next, state: 'BACKUP', master, masterAdvertIntervalMs };
+  next = { ...next, state: 'BACKUP', master, masterAdvertIntervalMs, reannounceDue: false };
   next = arm(next, 'masterDown', now + masterDownIntervalMs(s.params.priority, masterAdvertIntervalMs), effects);
   return { state: next, effects };
 }
@@ -222,7 +225,7 @@ function stop(s: MachineState, to: 'INIT' | 'FAULT', reason: TransitionReason): 
     effects.push({ type: 'removeVips' });
   }
   effects.push({ type: 'transition', from, to, reason, master: undefined });
-  return { state: { ...next, state: to, master: undefined }, effects };
+  return { state: { ...next, state: to, master: undefined, reannounceDue: false }, effects };
 }
 
 // --- per state -------------------------------------------------------------------------------------------
@@ -299,7 +302,12 @@ function stepMaster(s: MachineState, event: MachineEvent, now: number): StepResu
       if (event.timer !== 'advert' || !timerDue(s, 'advert', now)) return unchanged(s);
       // RFC 5798 section 6.4.3: Adver_Timer fires: send an advert, restart the timer.
       effects.push({ type: 'sendAdvert', priority: s.params.priority });
-      return { state: arm(s, 'advert', now + s.params.advertIntervalMs, effects), effects };
+      let next = s;
+      if (s.reannounceDue && (s.lastReannounceAt === undefined || now - s.lastReannounceAt >= REANNOUNCE_MIN_SPACING_MS)) {
+        effects.push({ type: 'announce', reason: 'reannounce' });
+        next = { ...s, lastReannounceAt: now, reannounceDue: false };
+      }
+      return { state: arm(next, 'advert', now + s.params.advertIntervalMs, effects), effects };
     }
     case 'advert': {
       const a = event.advert;
@@ -310,16 +318,23 @@ function stepMaster(s: MachineState, event: MachineEvent, now: number): StepResu
       }
       if (advertWins(s.params, a.priority, a.sender)) {
         // RFC 5798 section 6.4.3: a higher priority (or an equal one from a higher address) takes over.
+        // tandem: one last advert with our priority before yielding. When two masters meet after a split, the
+        // winner's advert may arrive first and the loser would never be heard; this advert tells the winner
+        // there was a conflict, so it re-announces the VIPs and ARP caches that followed the loser come back.
+        effects.push({ type: 'sendAdvert', priority: s.params.priority });
         const reason = a.priority === s.params.priority ? 'tie_break' : 'higher_priority';
         return becomeBackup(s, now, reason, { address: a.sender, priority: a.priority }, a.advertIntervalCs * 10, effects);
       }
       // tandem (split-brain heal): another node believes it is master but loses to us. Assert at once with an
       // advert (so it yields without waiting a full interval) and re-announce the VIPs so the network's ARP
-      // caches follow this node again, at most once per REANNOUNCE_MIN_SPACING_MS.
-      if (s.lastReannounceAt !== undefined && now - s.lastReannounceAt < REANNOUNCE_MIN_SPACING_MS) return unchanged(s);
+      // caches follow this node again, at most once per REANNOUNCE_MIN_SPACING_MS; one asked for sooner is made
+      // at the first advert tick after the spacing (the loser of a split sends only one advert before yielding).
+      if (s.lastReannounceAt !== undefined && now - s.lastReannounceAt < REANNOUNCE_MIN_SPACING_MS) {
+        return s.reannounceDue ? unchanged(s) : { state: { ...s, reannounceDue: true }, effects };
+      }
       effects.push({ type: 'sendAdvert', priority: s.params.priority });
       effects.push({ type: 'announce', reason: 'reannounce' });
-      const next = arm({ ...s, lastReannounceAt: now }, 'advert', now + s.params.advertIntervalMs, effects);
+      const next = arm({ ...s, lastReannounceAt: now, reannounceDue: false }, 'advert', now + s.params.advertIntervalMs, effects);
       return { state: next, effects };
     }
     case 'shutdown':

@@ -22,8 +22,9 @@ test.before((t) => {
 async function startPair(t: { teardown(fn: () => Promise<void>): void }, prefix: string, opts: Parameters<typeof DirectorPair.create>[0] | undefined = undefined): Promise<DirectorPair> {
   const pair = await DirectorPair.create({ prefix, advertIntervalMs: ADVERT_MS, ...opts });
   t.teardown(() => pair.destroy());
-  pair.start('dirA');
-  pair.start('dirB');
+  // SCHED_FIFO as the systemd unit runs the daemons, so other work on the machine cannot delay adverts.
+  pair.start('dirA', [], true);
+  pair.start('dirB', [], true);
   await Promise.all([pair.waitStarted('dirA'), pair.waitStarted('dirB')]);
   return pair;
 }
@@ -81,7 +82,7 @@ test.serial('preempt: a returning higher-priority director takes the VIP back', 
   await pair.crash('dirA');
   await pair.waitMaster('dirB', 5000);
   await pair.revive('dirA');
-  pair.start('dirA');
+  pair.start('dirA', [], true);
   await pair.waitMaster('dirA', 10_000);
   await sleep(3 * ADVERT_MS);
   t.deepEqual(await pair.vipOwners(), ['dirA']);
@@ -96,7 +97,7 @@ test.serial('nopreempt: a returning higher-priority director stays backup', asyn
   await pair.crash(first);
   await pair.waitMaster(other, 5000, 0);
   await pair.revive(first);
-  pair.start(first);
+  pair.start(first, [], true);
   await pair.waitStarted(first);
   // Longer than the returning node's master-down interval several times over: it must not take over.
   await sleep(4 * masterDownIntervalMs(150, ADVERT_MS));
@@ -127,8 +128,8 @@ test.serial('a replayed advert changes nothing: replaying the dead master\'s adv
   const capture = join(pair.workDir, 'captured.hex');
   const cap = pair.lab.spawn('client', ['node', '--import', TSX, TOOL, 'capture', '10.99.0.10', '5112', '5', capture]);
   const capDone = new Promise((r) => cap.once('exit', r));
-  pair.start('dirA');
-  pair.start('dirB');
+  pair.start('dirA', [], true);
+  pair.start('dirB', [], true);
   await pair.waitMaster('dirA', 10_000);
   await capDone;
   t.is(readFileSync(capture, 'utf8').trim().split('\n').length, 5);

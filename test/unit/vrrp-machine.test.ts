@@ -179,18 +179,18 @@ const CASES: Case[] = [
     timers: { advert: 2000 },
   },
   {
-    name: 'MASTER: higher-priority advert -> BACKUP, VIPs removed, interval learned',
+    name: 'MASTER: higher-priority advert -> one last advert (so the winner re-announces), BACKUP, VIPs removed, interval learned',
     p: { priority: 255 },
     events: [[0, { type: 'startup' }], [100, advert(255, '10.99.0.9', 10)]],
     state: 'BACKUP',
-    last: ['cancelTimer', 'stopAnnounce', 'removeVips', 'transition:BACKUP:tie_break', 'armTimer'],
+    last: ['sendAdvert:255', 'cancelTimer', 'stopAnnounce', 'removeVips', 'transition:BACKUP:tie_break', 'armTimer'],
     timers: { masterDown: 100 + masterDownIntervalMs(255, 100) },
   },
   {
-    name: 'MASTER: equal priority from a higher address -> BACKUP (tie_break)',
+    name: 'MASTER: equal priority from a higher address -> one last advert, then BACKUP (tie_break)',
     events: [[0, { type: 'startup' }], [3609.375, { type: 'timer', timer: 'masterDown' }], [4000, advert(100, '10.99.0.3')]],
     state: 'BACKUP',
-    last: ['cancelTimer', 'stopAnnounce', 'removeVips', 'transition:BACKUP:tie_break', 'armTimer'],
+    last: ['sendAdvert:100', 'cancelTimer', 'stopAnnounce', 'removeVips', 'transition:BACKUP:tie_break', 'armTimer'],
   },
   {
     name: 'MASTER: equal priority from a lower address -> stays MASTER and re-announces',
@@ -208,6 +208,18 @@ const CASES: Case[] = [
     ],
     state: 'MASTER',
     last: [],
+  },
+  {
+    name: 'MASTER: a re-announcement asked for too soon is made at the first advert tick after the spacing',
+    events: [
+      [0, { type: 'startup' }],
+      [3609.375, { type: 'timer', timer: 'masterDown' }],
+      [4000, advert(50)],
+      [4500, advert(50)],
+      [5000, { type: 'timer', timer: 'advert' }],
+    ],
+    state: 'MASTER',
+    last: ['sendAdvert:100', 'announce', 'armTimer'],
   },
   {
     name: 'MASTER: priority 0 from another node -> immediate advert',
