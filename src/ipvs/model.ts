@@ -8,6 +8,7 @@
  */
 
 import type { AddressFamily } from '../config/types.ts';
+import type { NetlinkError } from '../lib/errors.ts';
 
 /** IP protocols a virtual service can carry (IPPROTO_*). */
 export const IP_PROTOCOLS = { tcp: 6, udp: 17, sctp: 132 } as const;
@@ -161,7 +162,7 @@ export type IpvsOp =
   | { op: 'delDest'; service: ServiceKey; dest: DestKey };
 
 /** Outcome of one op in a batch: the kernel's answer, never an exception. */
-export type OpResult = { ok: true } | { ok: false; error: import('../lib/errors.ts').NetlinkError };
+export type OpResult = { ok: true } | { ok: false; error: NetlinkError };
 
 /** `IPVS version 1.2.1` and the connection table size. */
 export interface IpvsInfo {

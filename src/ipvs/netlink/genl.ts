@@ -1,0 +1,497 @@
+/**
+ * Generic netlink framing, pure code with no I/O: nlmsghdr and genlmsghdr (include/uapi/linux/netlink.h,
+ * genetlink.h), attribute TLVs declared as constant layout tables and converted to and from typed values,
+ * multi-message datagram splitting, NLMSG_ERROR / NLMSG_DONE payloads, and the ctrl family
+ * (CTRL_CMD_GETFAMILY -> family id) that resolves a family name such as "IPVS".
+ *
+ * Layout (every integer in host byte order unless the attribute kind says otherwise):
+ *
+ * ```
+ * nlmsghdr   16  len u32 (header included) | type u16 | flags u16 | seq u32 | pid u32
+ * genlmsghdr  4  cmd u8 | version u8 | reserved u16
+ * nlattr      4  len u16 (header included, padding excluded) | type u16; data padded to 4 bytes
+ * ```
+ *
+ * Decoders return results and never throw, whatever the bytes; encoders throw CodecError for values a layout
+ * cannot carry. Attribute types are masked with NLA_TYPE_MASK on decode because some families (IPVS among them)
+ * nest attributes without setting NLA_F_NESTED.
+ */
+
+import { CodecError } from '../../lib/errors.ts';
+import { fail, ok } from '../../lib/result.ts';
+import type { Result } from '../../lib/result.ts';
+
+/** The generic netlink protocol number for socket(AF_NETLINK, SOCK_RAW, NETLINK_GENERIC). */
+export const NETLINK_GENERIC = 16;
+
+/** sizeof(struct nlmsghdr). */
+export const NLMSG_HDRLEN = 16;
+/** sizeof(struct genlmsghdr). */
+export const GENL_HDRLEN = 4;
+/** sizeof(struct nlattr). */
+export const NLA_HDRLEN = 4;
+/** Attributes and messages start on 4-byte boundaries (NLA_ALIGNTO, NLMSG_ALIGNTO). */
+export const NLA_ALIGNTO = 4;
+/** Attribute type bits that are flags, not part of the type. */
+export const NLA_F_NESTED = 0x8000;
+export const NLA_F_NET_BYTEORDER = 0x4000;
+/** Mask to apply to nla_type before looking the type up. */
+export const NLA_TYPE_MASK = 0x3fff;
+
+/** Control message types (linux/netlink.h). */
+export const NLMSG = { NOOP: 1, ERROR: 2, DONE: 3, OVERRUN: 4 } as const;
+
+/** nlmsg_flags bits (linux/netlink.h); DUMP = ROOT | MATCH. CAPPED and ACK_TLVS are the same bits on acks. */
+export const NLM_F = {
+  REQUEST: 0x1,
+  MULTI: 0x2,
+  ACK: 0x4,
+  ECHO: 0x8,
+  DUMP_INTR: 0x10,
+  ROOT: 0x100,
+  MATCH: 0x200,
+  DUMP: 0x300,
+  CAPPED: 0x100,
+  ACK_TLVS: 0x200,
+} as const;
+
+/** The ctrl family has this fixed id (linux/genetlink.h). */
+export const GENL_ID_CTRL = 0x10;
+/** ctrl commands (linux/genetlink.h). */
+export const CTRL_CMD = { UNSPEC: 0, NEWFAMILY: 1, DELFAMILY: 2, GETFAMILY: 3 } as const;
+
+/** Why bytes could not be decoded (shared by the genl and IPVS decoders). */
+export const DECODE_REASONS = ['truncated', 'bad_length', 'bad_attr', 'missing_attr', 'bad_value', 'unexpected_message'] as const;
+/** One of DECODE_REASONS. */
+export type DecodeReason = (typeof DECODE_REASONS)[number];
+/** A decoder's answer. */
+export type Decoded<T> = Result<T, DecodeReason>;
+
+/** True on little-endian hosts (x86, arm64): netlink integers are in the host's byte order. */
+const HOST_LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+// ---------------------------------------------------------------------------------------------------------
+// Attribute layout tables
+
+/** How an attribute's payload is laid out. `be16`/`be32` are network order; `flags` is struct {u32 flags; u32 mask}. */
+export type AttrKind = 'u8' | 'u16' | 'u32' | 'u64' | 'be16' | 'be32' | 'string' | 'binary' | 'flags' | 'nested' | 'pad';
+
+/** An integer, flags or padding attribute. */
+export interface FixedAttrSpec {
+  readonly type: number;
+  readonly kind: 'u8' | 'u16' | 'u32' | 'u64' | 'be16' | 'be32' | 'flags' | 'pad';
+}
+/** A NUL-terminated string of at most `maxLen` characters (the NUL excluded), like the kernel's NLA_NUL_STRING. */
+export interface StringAttrSpec {
+  readonly type: number;
+  readonly kind: 'string';
+  readonly maxLen: number;
+}
+/** Bytes, at most `maxLen` of them (NLA_BINARY). */
+export interface BinaryAttrSpec {
+  readonly type: number;
+  readonly kind: 'binary';
+  readonly maxLen: number;
+}
+/** Attributes nested in this one, laid out by `table`, whose attributes are named `name`_KEY. */
+export interface NestedAttrSpec {
+  readonly type: number;
+  readonly kind: 'nested';
+  readonly name: string;
+  readonly table: AttrTable;
+}
+/** One attribute of a layout table. */
+export type AttrSpec = FixedAttrSpec | StringAttrSpec | BinaryAttrSpec | NestedAttrSpec;
+/** A layout table: attribute name (the header's name without its prefix) -> spec. Declared `as const`. */
+export interface AttrTable {
+  readonly [name: string]: AttrSpec;
+}
+
+/** The value of a `flags` attribute (e.g. struct ip_vs_flags): which bits to set, and which bits to touch. */
+export interface GenlFlags {
+  flags: number;
+  mask: number;
+}
+
+interface KindValues {
+  u8: number;
+  u16: number;
+  u32: number;
+  u64: bigint;
+  be16: number;
+  be32: number;
+  string: string;
+  binary: Buffer;
+  flags: GenlFlags;
+  pad: never;
+}
+
+/** The TypeScript value of one attribute spec. */
+export type AttrValue<S extends AttrSpec> = S extends { readonly kind: 'nested'; readonly table: infer T extends AttrTable }
+  ? AttrValues<T>
+  : S extends { readonly kind: infer K extends keyof KindValues }
+    ? KindValues[K]
+    : never;
+
+/** The values of a layout table's attributes, each optional (absent = not sent / not received). */
+export type AttrValues<T extends AttrTable> = { -readonly [K in keyof T]?: AttrValue<T[K]> };
+
+const FIXED_SIZES = { u8: 1, u16: 2, u32: 4, u64: 8, be16: 2, be32: 4, flags: 8 } as const;
+
+/** Rounds up to the 4-byte attribute/message alignment. */
+export function align4(n: number): number {
+  return (n + NLA_ALIGNTO - 1) & ~(NLA_ALIGNTO - 1);
+}
+
+/** One attribute as a type and its payload bytes, before any interpretation. */
+export interface RawAttr {
+  /** The type with NLA_F_NESTED / NLA_F_NET_BYTEORDER masked off. */
+  type: number;
+  data: Buffer;
+}
+
+/** Splits a run of attributes into TLVs; fails on a length below the header or past the end. */
+export function parseAttrs(buf: Buffer): Decoded<RawAttr[]> {
+  const out: RawAttr[] = [];
+  let off = 0;
+  while (off < buf.length) {
+    if (buf.length - off < NLA_HDRLEN) return fail('truncated', `attribute header at offset ${off}: ${buf.length - off} bytes left, need ${NLA_HDRLEN}`);
+    const len = readU16(buf, off);
+    const type = readU16(buf, off + 2) & NLA_TYPE_MASK;
+    if (len < NLA_HDRLEN) return fail('bad_length', `attribute type ${type} at offset ${off}: length ${len} is below the ${NLA_HDRLEN}-byte header`);
+    if (off + len > buf.length) return fail('truncated', `attribute type ${type} at offset ${off}: length ${len} runs past the end (${buf.length - off} bytes left)`);
+    out.push({ type, data: buf.subarray(off + NLA_HDRLEN, off + len) });
+    off = Math.min(buf.length, off + align4(len));
+  }
+  return ok(out);
+}
+
+/** One attribute: header, payload and zero padding to 4 bytes. `type` may carry NLA_F_* bits. */
+export function encodeAttr(type: number, data: Uint8Array): Buffer {
+  const len = NLA_HDRLEN + data.length;
+  if (len > 0xffff) throw new CodecError(`attribute type ${type & NLA_TYPE_MASK}: ${data.length} bytes do not fit a netlink attribute (max ${0xffff - NLA_HDRLEN})`);
+  const out = Buffer.alloc(align4(len));
+  writeU16(out, len, 0);
+  writeU16(out, type, 2);
+  out.set(data, NLA_HDRLEN);
+  return out;
+}
+
+const lookupCache = new WeakMap<AttrTable, Map<number, readonly [string, AttrSpec]>>();
+
+function byType(table: AttrTable): Map<number, readonly [string, AttrSpec]> {
+  let m = lookupCache.get(table);
+  if (m === undefined) {
+    m = new Map(Object.entries(table).map(([k, s]) => [s.type, [k, s] as const]));
+    lookupCache.set(table, m);
+  }
+  return m;
+}
+
+/**
+ * Encodes `values` with `table`, in the table's declaration order (the kernel headers' order), skipping absent
+ * values. `name` prefixes attribute names in errors (e.g. `IPVS_SVC_ATTR`). Throws CodecError for a value the
+ * layout cannot carry. Nested attributes are sent without NLA_F_NESTED, as ipvsadm (libnl) does.
+ */
+export function encodeAttrs<T extends AttrTable>(table: T, values: AttrValues<T>, name: string): Buffer {
+  const parts: Buffer[] = [];
+  const vals = values as Readonly<Record<string, unknown>>;
+  for (const [key, spec] of Object.entries(table)) {
+    const v = vals[key];
+    if (v === undefined) continue;
+    parts.push(encodeAttr(spec.type, encodeValue(spec, v, `${name}_${key}`)));
+  }
+  return Buffer.concat(parts);
+}
+
+function encodeValue(spec: AttrSpec, v: unknown, attr: string): Buffer {
+  switch (spec.kind) {
+    case 'u8':
+    case 'u16':
+    case 'u32':
+    case 'be16':
+    case 'be32': {
+      const size = FIXED_SIZES[spec.kind];
+      const max = 2 ** (size * 8) - 1;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) throw new CodecError(`${attr}: ${String(v)} is not an integer 0..${max}`);
+      const out = Buffer.alloc(size);
+      if (spec.kind === 'u8') out.writeUInt8(v);
+      else if (spec.kind === 'be16') out.writeUInt16BE(v);
+      else if (spec.kind === 'be32') out.writeUInt32BE(v);
+      else if (spec.kind === 'u16') writeU16(out, v, 0);
+      else writeU32(out, v, 0);
+      return out;
+    }
+    case 'u64': {
+      if (typeof v !== 'bigint' || v < 0n || v > 0xffff_ffff_ffff_ffffn) throw new CodecError(`${attr}: ${String(v)} is not an integer 0..2^64-1`);
+      const out = Buffer.alloc(8);
+      if (HOST_LE) out.writeBigUInt64LE(v);
+      else out.writeBigUInt64BE(v);
+      return out;
+    }
+    case 'flags': {
+      const f = v as Partial<GenlFlags>;
+      for (const [k, x] of [['flags', f.flags], ['mask', f.mask]] as const) {
+        if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > 0xffffffff) throw new CodecError(`${attr}: ${k} ${String(x)} is not an integer 0..0xffffffff`);
+      }
+      const out = Buffer.alloc(8);
+      writeU32(out, f.flags ?? 0, 0);
+      writeU32(out, f.mask ?? 0, 4);
+      return out;
+    }
+    case 'string': {
+      if (typeof v !== 'string') throw new CodecError(`${attr}: not a string`);
+      const bytes = Buffer.from(v, 'utf8');
+      if (bytes.includes(0)) throw new CodecError(`${attr}: ${JSON.stringify(v)} contains a NUL character`);
+      if (bytes.length > spec.maxLen) throw new CodecError(`${attr}: ${JSON.stringify(v)} is ${bytes.length} bytes long, at most ${spec.maxLen} fit`);
+      return Buffer.concat([bytes, Buffer.alloc(1)]);
+    }
+    case 'binary': {
+      if (!(v instanceof Uint8Array)) throw new CodecError(`${attr}: not bytes`);
+      if (v.length > spec.maxLen) throw new CodecError(`${attr}: ${v.length} bytes, at most ${spec.maxLen} fit`);
+      return Buffer.from(v);
+    }
+    case 'nested':
+      return encodeAttrs(spec.table, v as AttrValues<AttrTable>, spec.name);
+    case 'pad':
+      return Buffer.alloc(0);
+  }
+}
+
+/**
+ * Decodes attributes with `table`: unknown types are skipped (as the kernel's lenient parsers do), zero-length
+ * padding attributes are skipped, a repeated type keeps the last value. Fails when a known attribute has the
+ * wrong size or a nested run is malformed. `name` prefixes attribute names in details.
+ */
+export function decodeAttrs<T extends AttrTable>(table: T, buf: Buffer, name: string): Decoded<AttrValues<T>> {
+  const raw = parseAttrs(buf);
+  if (!raw.ok) return fail(raw.reason, `${name}: ${raw.detail}`);
+  const lookup = byType(table);
+  const out: Record<string, unknown> = {};
+  for (const a of raw.value) {
+    const entry = lookup.get(a.type);
+    if (entry === undefined) continue;
+    const [key, spec] = entry;
+    const v = decodeValue(spec, a.data, `${name}_${key}`);
+    if (!v.ok) return v;
+    if (v.value !== undefined) out[key] = v.value;
+  }
+  return ok(out as AttrValues<T>);
+}
+
+function decodeValue(spec: AttrSpec, data: Buffer, attr: string): Decoded<unknown> {
+  switch (spec.kind) {
+    case 'u8':
+    case 'u16':
+    case 'u32':
+    case 'u64':
+    case 'be16':
+    case 'be32':
+    case 'flags': {
+      const size = FIXED_SIZES[spec.kind];
+      if (data.length !== size) return fail('bad_attr', `${attr}: ${data.length} bytes, expected ${size}`);
+      return ok(readFixed(spec.kind, data));
+    }
+    case 'string': {
+      const nul = data.indexOf(0);
+      return ok(data.subarray(0, nul === -1 ? data.length : nul).toString('utf8'));
+    }
+    case 'binary':
+      if (data.length > spec.maxLen) return fail('bad_attr', `${attr}: ${data.length} bytes, at most ${spec.maxLen} expected`);
+      return ok(Buffer.from(data));
+    case 'nested':
+      return decodeAttrs(spec.table, data, spec.name);
+    case 'pad':
+      return ok(undefined);
+  }
+}
+
+/** A fixed-size value from exactly FIXED_SIZES[kind] bytes. */
+function readFixed(kind: keyof typeof FIXED_SIZES, data: Buffer): number | bigint | GenlFlags {
+  switch (kind) {
+    case 'u8':
+      return data.readUInt8(0);
+    case 'u16':
+      return readU16(data, 0);
+    case 'u32':
+      return readU32(data, 0);
+    case 'u64':
+      return HOST_LE ? data.readBigUInt64LE(0) : data.readBigUInt64BE(0);
+    case 'be16':
+      return data.readUInt16BE(0);
+    case 'be32':
+      return data.readUInt32BE(0);
+    case 'flags':
+      return { flags: readU32(data, 0), mask: readU32(data, 4) };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Messages
+
+/** struct nlmsghdr, as decoded. */
+export interface NlMsgHeader {
+  len: number;
+  type: number;
+  flags: number;
+  seq: number;
+  pid: number;
+}
+
+/** One netlink message of a datagram: its header fields and its payload (after the 16-byte header). */
+export interface NetlinkMessage {
+  type: number;
+  flags: number;
+  seq: number;
+  pid: number;
+  payload: Buffer;
+}
+
+/** A netlink message: nlmsghdr (length filled in) then the payload, padded to 4 bytes. */
+export function encodeNlMsg(h: { type: number; flags: number; seq: number; pid?: number }, payload: Uint8Array): Buffer {
+  const len = NLMSG_HDRLEN + payload.length;
+  const out = Buffer.alloc(align4(len));
+  writeU32(out, len, 0);
+  writeU16(out, h.type, 4);
+  writeU16(out, h.flags, 6);
+  writeU32(out, h.seq >>> 0, 8);
+  writeU32(out, (h.pid ?? 0) >>> 0, 12);
+  out.set(payload, NLMSG_HDRLEN);
+  return out;
+}
+
+/** A generic netlink request or reply: nlmsghdr (type = family id), genlmsghdr, attributes. */
+export function encodeGenlMsg(h: { family: number; cmd: number; version: number; flags: number; seq: number; pid?: number }, attrs: Uint8Array): Buffer {
+  const payload = Buffer.alloc(GENL_HDRLEN + attrs.length);
+  payload.writeUInt8(h.cmd, 0);
+  payload.writeUInt8(h.version, 1);
+  payload.set(attrs, GENL_HDRLEN);
+  return encodeNlMsg({ type: h.family, flags: h.flags, seq: h.seq, pid: h.pid ?? 0 }, payload);
+}
+
+/** Reads the nlmsghdr at `off`, or undefined when fewer than 16 bytes are left. */
+export function readNlMsgHeader(buf: Buffer, off = 0): NlMsgHeader | undefined {
+  if (buf.length - off < NLMSG_HDRLEN) return undefined;
+  return { len: readU32(buf, off), type: readU16(buf, off + 4), flags: readU16(buf, off + 6), seq: readU32(buf, off + 8), pid: readU32(buf, off + 12) };
+}
+
+/** Splits a received datagram into its messages (a dump packs many into one datagram). */
+export function splitDatagram(buf: Buffer): Decoded<NetlinkMessage[]> {
+  const out: NetlinkMessage[] = [];
+  let off = 0;
+  while (off < buf.length) {
+    const h = readNlMsgHeader(buf, off);
+    if (h === undefined) return fail('truncated', `message header at offset ${off}: ${buf.length - off} bytes left, need ${NLMSG_HDRLEN}`);
+    if (h.len < NLMSG_HDRLEN) return fail('bad_length', `message at offset ${off}: length ${h.len} is below the ${NLMSG_HDRLEN}-byte header`);
+    if (h.len > buf.length - off) return fail('truncated', `message at offset ${off}: length ${h.len} runs past the end (${buf.length - off} bytes left)`);
+    out.push({ type: h.type, flags: h.flags, seq: h.seq, pid: h.pid, payload: buf.subarray(off + NLMSG_HDRLEN, off + h.len) });
+    off = Math.min(buf.length, off + align4(h.len));
+  }
+  return ok(out);
+}
+
+/** A generic netlink payload: command, version and the attribute bytes. */
+export interface GenlPayload {
+  cmd: number;
+  version: number;
+  attrs: Buffer;
+}
+
+/** Reads the genlmsghdr of a message payload. */
+export function decodeGenlPayload(payload: Buffer): Decoded<GenlPayload> {
+  if (payload.length < GENL_HDRLEN) return fail('truncated', `generic netlink header: ${payload.length} bytes, need ${GENL_HDRLEN}`);
+  return ok({ cmd: payload.readUInt8(0), version: payload.readUInt8(1), attrs: payload.subarray(GENL_HDRLEN) });
+}
+
+/** An NLMSG_ERROR payload: errno 0 is an acknowledgement. */
+export interface NlError {
+  /** Positive errno (the kernel sends it negated), 0 for an ACK. */
+  errno: number;
+  /** The header of the request this answers (echoed by the kernel), when present. */
+  request: NlMsgHeader | undefined;
+}
+
+/** Decodes an NLMSG_ERROR payload: struct nlmsgerr { int error; struct nlmsghdr msg; ... }. */
+export function decodeNlError(payload: Buffer): Decoded<NlError> {
+  if (payload.length < 4) return fail('truncated', `NLMSG_ERROR: ${payload.length} bytes, need at least 4 for the error code`);
+  const error = HOST_LE ? payload.readInt32LE(0) : payload.readInt32BE(0);
+  if (error > 0) return fail('bad_value', `NLMSG_ERROR: error code ${error} is positive (the kernel sends -errno)`);
+  return ok({ errno: error === 0 ? 0 : -error, request: readNlMsgHeader(payload, 4) });
+}
+
+/** Decodes an NLMSG_DONE payload: the dump's final status as a positive errno (0 = complete). */
+export function decodeDone(payload: Buffer): Decoded<number> {
+  if (payload.length === 0) return ok(0);
+  if (payload.length < 4) return fail('truncated', `NLMSG_DONE: ${payload.length} bytes, expected 4 or none`);
+  const status = HOST_LE ? payload.readInt32LE(0) : payload.readInt32BE(0);
+  return ok(status < 0 ? -status : 0);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The ctrl family
+
+/** CTRL_ATTR_* (linux/genetlink.h); OPS and MCAST_GROUPS are not needed here and left undecoded. */
+export const CTRL_ATTR = {
+  FAMILY_ID: { type: 1, kind: 'u16' },
+  FAMILY_NAME: { type: 2, kind: 'string', maxLen: 15 },
+  VERSION: { type: 3, kind: 'u32' },
+  HDRSIZE: { type: 4, kind: 'u32' },
+  MAXATTR: { type: 5, kind: 'u32' },
+} as const;
+
+/** A resolved generic netlink family. */
+export interface GenlFamily {
+  id: number;
+  name: string;
+  version: number;
+  hdrSize: number;
+  maxAttr: number;
+}
+
+/** CTRL_CMD_GETFAMILY by name (a plain request: the kernel answers with CTRL_CMD_NEWFAMILY or an error). */
+export function encodeGetFamily(name: string, seq: number): Buffer {
+  return encodeGenlMsg({ family: GENL_ID_CTRL, cmd: CTRL_CMD.GETFAMILY, version: 1, flags: NLM_F.REQUEST, seq }, encodeAttrs(CTRL_ATTR, { FAMILY_NAME: name }, 'CTRL_ATTR'));
+}
+
+/** Decodes the ctrl family's CTRL_CMD_NEWFAMILY reply (a message payload, after nlmsghdr). */
+export function decodeFamily(payload: Buffer): Decoded<GenlFamily> {
+  const g = decodeGenlPayload(payload);
+  if (!g.ok) return g;
+  if (g.value.cmd !== CTRL_CMD.NEWFAMILY) return fail('unexpected_message', `ctrl reply: command ${g.value.cmd}, expected CTRL_CMD_NEWFAMILY (${CTRL_CMD.NEWFAMILY})`);
+  const a = decodeAttrs(CTRL_ATTR, g.value.attrs, 'CTRL_ATTR');
+  if (!a.ok) return a;
+  const { FAMILY_ID: id, FAMILY_NAME: name } = a.value;
+  if (id === undefined) return fail('missing_attr', 'ctrl reply: no CTRL_ATTR_FAMILY_ID');
+  if (name === undefined) return fail('missing_attr', 'ctrl reply: no CTRL_ATTR_FAMILY_NAME');
+  return ok({ id, name, version: a.value.VERSION ?? 0, hdrSize: a.value.HDRSIZE ?? 0, maxAttr: a.value.MAXATTR ?? 0 });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Host-order integers
+
+function readU16(b: Buffer, off: number): number {
+  return HOST_LE ? b.readUInt16LE(off) : b.readUInt16BE(off);
+}
+function readU32(b: Buffer, off: number): number {
+  return HOST_LE ? b.readUInt32LE(off) : b.readUInt32BE(off);
+}
+function writeU16(b: Buffer, v: number, off: number): void {
+  if (HOST_LE) b.writeUInt16LE(v, off);
+  else b.writeUInt16BE(v, off);
+}
+function writeU32(b: Buffer, v: number, off: number): void {
+  if (HOST_LE) b.writeUInt32LE(v, off);
+  else b.writeUInt32BE(v, off);
+}
+
+/** A host-order u32 as 4 bytes (IPVS carries an IPv6 prefix length this way inside a __be32 field). */
+export function hostU32Bytes(v: number): Buffer {
+  const out = Buffer.alloc(4);
+  writeU32(out, v >>> 0, 0);
+  return out;
+}
+
+/** 4 bytes read as a host-order u32. */
+export function readHostU32(b: Buffer, off = 0): number {
+  return readU32(b, off);
+}
