@@ -2,7 +2,9 @@
  * The `tandem` command: argument parsing and wiring only.
  *   tandem run -c FILE [--log-level debug|info|warn|error]
  *   tandem check -c FILE
- *   tandem lab [--advert-interval 1s] [--keep]
+ *   tandem lab [--advert-interval 1s]
+ *   tandem ipvs apply|list|save ...
+ *   tandem realserver up|down|check ...
  *   tandem --version
  */
 
@@ -12,12 +14,18 @@ import { loadConfig } from '../config/index.ts';
 import { SystemClock } from '../lib/clock.ts';
 import { ConfigError, TandemError, messageOf } from '../lib/errors.ts';
 import { JsonLogger, LOG_LEVELS, type LogLevel } from '../lib/log.ts';
+import { setRealtimePriority } from '../lib/realtime.ts';
 import { loadAuthKeys, startDaemon } from './wire.ts';
 
 const USAGE = `usage:
-  tandem run -c FILE [--log-level debug|info|warn|error]   run the daemon in the foreground (JSON logs)
+  tandem run -c FILE [--log-level debug|info|warn|error] [--realtime-priority 1..99]
+                                                           run the daemon in the foreground (JSON logs)
   tandem check -c FILE                                     validate a configuration (exit 0 valid, 1 invalid)
   tandem lab [--advert-interval 1s]                        a director pair in network namespaces, with a failover (root)
+  tandem ipvs apply -c FILE [--dry-run]                    reconcile the kernel's IPVS tables once and print the ops
+  tandem ipvs list -n [--stats|--rate|--timeout|--daemon]  the IPVS tables, byte-identical to ipvsadm -Ln
+  tandem ipvs save -n                                      the IPVS tables as ipvsadm -Sn prints them
+  tandem realserver up|down|check --vip ADDR --mode dr|tun prepare or check a real server for DR / TUN
   tandem --version`;
 
 function version(): string {
@@ -48,9 +56,14 @@ async function cmdCheck(args: string[]): Promise<number> {
 }
 
 async function cmdRun(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, 'log-level': { type: 'string' } } });
+  const { values } = parseArgs({ args, options: { config: { type: 'string', short: 'c' }, 'log-level': { type: 'string' }, 'realtime-priority': { type: 'string' }, 'exit-with-stdin': { type: 'boolean' } } });
   if (values.config === undefined) {
     process.stderr.write(`tandem run: -c FILE is required\n${USAGE}\n`);
+    return 2;
+  }
+  const rtPriority = Number(values['realtime-priority'] ?? 0);
+  if (!Number.isInteger(rtPriority) || rtPriority < 0 || rtPriority > 99) {
+    process.stderr.write('tandem run: --realtime-priority must be 0 (off) or 1..99\n');
     return 2;
   }
   const level = (values['log-level'] ?? 'info') as LogLevel;
@@ -58,7 +71,14 @@ async function cmdRun(args: string[]): Promise<number> {
     process.stderr.write(`tandem run: --log-level must be one of ${Object.keys(LOG_LEVELS).join(', ')}\n`);
     return 2;
   }
-  const logger = new JsonLogger((l) => process.stdout.write(l), level);
+  // A closed log pipe (EPIPE) must not stop the election: stop writing logs instead.
+  let logsOpen = true;
+  process.stdout.on('error', () => {
+    logsOpen = false;
+  });
+  const logger = new JsonLogger((l) => {
+    if (logsOpen) process.stdout.write(l);
+  }, level);
   let config;
   try {
     config = loadConfig(values.config);
@@ -78,6 +98,14 @@ async function cmdRun(args: string[]): Promise<number> {
     return 1;
   }
   const d = daemon;
+  if (rtPriority > 0) {
+    try {
+      setRealtimePriority(rtPriority);
+      log.log('info', 'event loop runs with real-time priority', { policy: 'SCHED_FIFO', priority: rtPriority });
+    } catch (e) {
+      log.log('warn', 'cannot use real-time priority; adverts may be late under CPU load', { error: messageOf(e) });
+    }
+  }
   return await new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string) => {
@@ -103,6 +131,8 @@ async function cmdRun(args: string[]): Promise<number> {
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
+    // For harnesses (lab, tests): stop when whoever started us goes away and closes our stdin.
+    if (values['exit-with-stdin'] === true) process.stdin.on('end', () => stop('stdin closed')).resume();
   });
 }
 
@@ -121,6 +151,15 @@ async function main(argv: string[]): Promise<number> {
       const { cmdLab } = await import('./lab.ts');
       return cmdLab(rest);
     }
+    case 'ipvs': {
+      const [sub, ...args] = rest;
+      if (sub === 'apply') return (await import('./ipvs-apply.ts')).cmdIpvsApply(args);
+      if (sub === 'list' || sub === 'save') return (await import('./ipvs-list.ts')).cmdIpvsList(sub, args);
+      process.stderr.write(`tandem ipvs: expected apply, list or save\n${USAGE}\n`);
+      return 2;
+    }
+    case 'realserver':
+      return (await import('./realserver.ts')).cmdRealserver(rest);
     case undefined:
     case '-h':
     case '--help':

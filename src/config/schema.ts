@@ -14,19 +14,33 @@ import { isAlias, isMap, isScalar, isSeq } from 'yaml';
 import type { Document, Scalar, YAMLMap, YAMLSeq } from 'yaml';
 import { addressBytes, formatAddress } from '../lib/address.ts';
 import { formatDuration, parseDuration } from '../lib/duration.ts';
-import { AUTH_MODES } from './types.ts';
+import { AUTH_MODES, IPVS_MANAGE_MODES, VS_FORWARDING, VS_PERSISTENCE_ENGINES, VS_PROTOCOLS, VS_SCHEDULER_FLAGS, VS_SCHEDULERS, VS_TUNNEL_CHECKSUMS, VS_TUNNEL_TYPES } from './types.ts';
 import type {
   AddressFamily,
   AuthConfig,
   AuthMode,
   GarpConfig,
+  IpvsConfig,
+  IpvsTimeoutsConfig,
   MetricsConfig,
   NodeConfig,
   TandemConfig,
   TransportConfig,
+  RealServerConfig,
   VipConfig,
+  VirtualServerConfig,
+  VirtualServiceId,
   VrrpConfig,
   VrrpInstanceConfig,
+  VsForwarding,
+  VsPersistenceConfig,
+  VsPersistenceEngine,
+  VsProtocol,
+  VsScheduler,
+  VsSchedulerFlag,
+  VsTunnelChecksum,
+  VsTunnelConfig,
+  VsTunnelType,
 } from './types.ts';
 
 /** UDP port for advertisements when `vrrp.transport.port` is not given. */
@@ -49,6 +63,27 @@ export const DEFAULT_MAX_PEER_PRIORITY = 254;
 export const DEFAULT_MULTICAST_TTL = 1;
 /** Authentication mode when `vrrp.auth.mode` is not given. */
 export const DEFAULT_AUTH_MODE: AuthMode = 'enforce';
+
+/** The `ipvs` section when the file has none (and the defaults of its keys). */
+export const DEFAULT_IPVS: Readonly<IpvsConfig> = Object.freeze({ reconcileIntervalMs: 5000, manage: 'owned', timeouts: undefined });
+/** The `ipvs` settings of a configuration, with the defaults when the file has no `ipvs` section. */
+export function ipvsSettings(config: Pick<TandemConfig, 'ipvs'>): IpvsConfig {
+  return config.ipvs ?? { ...DEFAULT_IPVS };
+}
+
+/** The virtual servers of a configuration (none when the file has no `virtual_servers`). */
+export function virtualServersOf(config: Pick<TandemConfig, 'virtualServers'>): readonly VirtualServerConfig[] {
+  return config.virtualServers ?? [];
+}
+
+/** Protocol of an address virtual server when `protocol` is not given (keepalived's default too). */
+export const DEFAULT_VS_PROTOCOL: VsProtocol = 'tcp';
+/** Scheduler when `scheduler` is not given (the kernel's and ipvsadm's default). */
+export const DEFAULT_VS_SCHEDULER: VsScheduler = 'wlc';
+/** Real server weight when `weight` is not given (keepalived's and ipvsadm's default). */
+export const DEFAULT_WEIGHT = 1;
+/** Persistence timeout when `persistence` is given without `timeout` (ipvsadm's `-p` default). */
+export const DEFAULT_PERSISTENCE_TIMEOUT_MS = 300_000;
 
 /** The ranges the schema enforces (milliseconds for durations), for messages, docs and tests. */
 export const CONFIG_LIMITS = {
@@ -77,6 +112,18 @@ export const CONFIG_LIMITS = {
   garpRefreshMinMs: 1_000,
   /** Upper bound keeps the timer well inside setTimeout's range. */
   garpRefreshMaxMs: 86_400_000,
+  reconcileIntervalMinMs: 500,
+  reconcileIntervalMaxMs: 3_600_000,
+  /** The kernel refuses timeouts above INT_MAX / HZ seconds (24.8 days at HZ=1000); 24 days is below for any HZ. */
+  ipvsTimeoutMaxMs: 2_073_600_000,
+  persistenceTimeoutMaxMs: 2_073_600_000,
+  /** ipvsadm's range; the kernel takes any non-negative int, but schedulers multiply weights by connection counts. */
+  weightMin: 0,
+  weightMax: 65_535,
+  /** Connection counts; ipvsadm's range (INT_MAX). */
+  thresholdMax: 2_147_483_647,
+  fwmarkMin: 1,
+  fwmarkMax: 4_294_967_295,
 } as const;
 
 /** One problem found by the schema: the source offset it is about, the document path and the message. */
@@ -194,15 +241,19 @@ export function suggest(word: string, candidates: readonly string[]): string | u
   if (w === '') return undefined;
   let best: string | undefined;
   let bestScore = Infinity;
+  let bestDistance = Infinity;
   for (const c of candidates) {
     const n = norm(c);
-    let score = editDistance(w, n);
+    const distance = editDistance(w, n);
+    let score = distance;
     if (w === n) score = 0;
     else if (w.length >= 3 && (n.startsWith(w) || w.startsWith(n))) score = Math.min(score, 1);
     else if (commonPrefix(w, n) >= Math.max(4, Math.ceil(n.length * 0.6))) score = Math.min(score, 2);
-    if (score <= Math.max(1, Math.floor(n.length / 3)) && score < bestScore) {
+    // On equal scores the smaller plain edit distance wins (`tcp_fn` is `tcp_fin` mistyped, not `tcp` extended).
+    if (score <= Math.max(1, Math.floor(n.length / 3)) && (score < bestScore || (score === bestScore && distance < bestDistance))) {
       best = c;
       bestScore = score;
+      bestDistance = distance;
     }
   }
   return best;
@@ -526,7 +577,7 @@ function readListen(ck: Checker, e: Entry, key: string): string | undefined {
 // ---------------------------------------------------------------------------------------------------------
 // Sections
 
-const TOP_KEYS = ['node', 'vrrp', 'metrics'] as const;
+const TOP_KEYS = ['node', 'vrrp', 'metrics', 'ipvs', 'virtual_servers'] as const;
 const NODE_KEYS = ['name', 'interface', 'state_dir'] as const;
 const VRRP_KEYS = ['transport', 'auth', 'max_peer_priority', 'instances'] as const;
 const UNICAST_KEYS = ['mode', 'port', 'source', 'peers'] as const;
@@ -789,6 +840,468 @@ function readMetrics(ck: Checker, e: Entry | undefined): MetricsConfig | undefin
   return listen === undefined ? undefined : { listen };
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// IPVS: `ipvs` and `virtual_servers`
+
+const IPVS_KEYS = ['reconcile_interval', 'manage', 'timeouts'] as const;
+const IPVS_TIMEOUT_KEYS = ['tcp', 'tcp_fin', 'udp'] as const;
+const VS_KEYS = [
+  'name',
+  'address',
+  'fwmark',
+  'family',
+  'port',
+  'protocol',
+  'scheduler',
+  'scheduler_flags',
+  'forwarding',
+  'tunnel',
+  'persistence',
+  'one_packet',
+  'fullnat',
+  'real_servers',
+] as const;
+const VS_TUNNEL_KEYS = ['type', 'port', 'checksum'] as const;
+const VS_PERSISTENCE_KEYS = ['timeout', 'netmask', 'pe'] as const;
+const VS_FULLNAT_KEYS = ['source'] as const;
+const REAL_SERVER_KEYS = ['address', 'port', 'weight', 'upper_threshold', 'lower_threshold'] as const;
+const VS_FAMILIES = ['ipv4', 'ipv6'] as const;
+
+/** IP_VS_SVC_F_SCHED1..3 bit of each scheduler flag (include/uapi/linux/ip_vs.h). */
+const SCHEDULER_FLAG_BITS: Readonly<Record<VsSchedulerFlag, number>> = {
+  'sh-fallback': 0x8,
+  'sh-port': 0x10,
+  'mh-fallback': 0x8,
+  'mh-port': 0x10,
+  'flag-1': 0x8,
+  'flag-2': 0x10,
+  'flag-3': 0x20,
+};
+
+/** Long names operators write for schedulers (keepalived docs, ipvsadm(8)), for did-you-mean. */
+const SCHEDULER_ALIASES: Readonly<Record<string, VsScheduler>> = {
+  roundrobin: 'rr',
+  weightedroundrobin: 'wrr',
+  leastconnection: 'lc',
+  leastconnections: 'lc',
+  weightedleastconnection: 'wlc',
+  weightedleastconnections: 'wlc',
+  localitybasedleastconnection: 'lblc',
+  destinationhashing: 'dh',
+  destinationhash: 'dh',
+  sourcehashing: 'sh',
+  sourcehash: 'sh',
+  shortestexpecteddelay: 'sed',
+  neverqueue: 'nq',
+  weightedfailover: 'fo',
+  failover: 'fo',
+  weightedoverflow: 'ovf',
+  overflow: 'ovf',
+  maglev: 'mh',
+  maglevhashing: 'mh',
+  poweroftwo: 'twos',
+  poweroftwochoices: 'twos',
+};
+
+/** A scheduler name: exact, or refused with a suggestion (typo, swapped letters, case, or a long name). */
+function readScheduler(ck: Checker, e: Entry): VsScheduler | undefined {
+  const s = stringOf(e.value);
+  const found = VS_SCHEDULERS.find((c) => c === s);
+  if (found !== undefined) return found;
+  let near: string | undefined;
+  if (s !== undefined) {
+    const norm = s.toLowerCase().replace(/[^a-z0-9]/g, '');
+    near = SCHEDULER_ALIASES[norm] ?? suggest(s, VS_SCHEDULERS);
+    // Two swapped letters (`wcl` for `wlc`) are one slip, not two edits.
+    near ??= VS_SCHEDULERS.find((c) => c.length === norm.length && c !== norm && [...c].sort().join('') === [...norm].sort().join('') && [...c].filter((ch, i) => ch !== norm[i]).length === 2);
+  }
+  ck.issue(e.offset, e.path, `scheduler must be one of ${VS_SCHEDULERS.join(', ')}; got ${describe(e.value)}${near === undefined ? '' : `; did you mean \`${near}\`?`}`);
+  return undefined;
+}
+
+/** A whole number of seconds as a duration (`900s`, `15m`); returns milliseconds. */
+function readSeconds(ck: Checker, e: Entry, key: string, minMs: number, maxMs: number): number | undefined {
+  const ms = readDuration(ck, e, key, { min: minMs, max: maxMs });
+  if (ms === undefined) return undefined;
+  if (ms % 1000 !== 0) {
+    ck.issue(e.offset, e.path, `${key} must be a whole number of seconds (the kernel counts seconds); got ${stringOf(e.value) ?? ''}`);
+    return undefined;
+  }
+  return ms;
+}
+
+function readIpvsTimeouts(ck: Checker, e: Entry): IpvsTimeoutsConfig | undefined {
+  const o = readMap(ck, e, '`ipvs.timeouts`', IPVS_TIMEOUT_KEYS);
+  if (o === undefined) return undefined;
+  let ok = true;
+  const one = (key: (typeof IPVS_TIMEOUT_KEYS)[number]): number | undefined => {
+    const x = o.optional(key);
+    if (x === undefined) return undefined;
+    const ms = readSeconds(ck, x, key, 1000, CONFIG_LIMITS.ipvsTimeoutMaxMs);
+    if (ms === undefined) ok = false;
+    return ms;
+  };
+  const t: IpvsTimeoutsConfig = { tcpMs: one('tcp'), tcpFinMs: one('tcp_fin'), udpMs: one('udp') };
+  return ok ? t : undefined;
+}
+
+function readIpvs(ck: Checker, e: Entry): IpvsConfig | undefined {
+  const o = readMap(ck, e, '`ipvs`', IPVS_KEYS);
+  if (o === undefined) return undefined;
+  const reconcileIntervalMs = withDefault(o.optional('reconcile_interval'), DEFAULT_IPVS.reconcileIntervalMs, (x) =>
+    readDuration(ck, x, 'reconcile_interval', { min: CONFIG_LIMITS.reconcileIntervalMinMs, max: CONFIG_LIMITS.reconcileIntervalMaxMs }),
+  );
+  const manage = withDefault(o.optional('manage'), DEFAULT_IPVS.manage, (x) => readChoice(ck, x, 'manage', IPVS_MANAGE_MODES));
+  const tE = o.optional('timeouts');
+  const timeouts = tE === undefined ? undefined : readIpvsTimeouts(ck, tE);
+  if (reconcileIntervalMs === undefined || manage === undefined || (tE !== undefined && timeouts === undefined)) return undefined;
+  return { reconcileIntervalMs, manage, timeouts };
+}
+
+/** A contiguous IPv4 netmask in dotted form, as a u32; undefined when it is not one. */
+function ipv4Netmask(s: string): number | undefined {
+  const b = addressBytes(s, 4);
+  if (b === undefined) return undefined;
+  const n = b.readUInt32BE(0);
+  const inverted = ~n >>> 0;
+  // Contiguous: the inverted mask is 2^k - 1.
+  return (inverted & (inverted + 1)) === 0 ? n : undefined;
+}
+
+/** The dotted IPv4 netmask of a prefix length (24 -> 255.255.255.0). */
+function dottedMask(prefix: number): string {
+  const n = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  return formatAddress(Buffer.from([n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff]));
+}
+
+function readPersistence(ck: Checker, e: Entry, family: AddressFamily | undefined, udpCapable: boolean | undefined): VsPersistenceConfig | undefined {
+  const o = readMap(ck, e, '`persistence`', VS_PERSISTENCE_KEYS);
+  if (o === undefined) return undefined;
+  const timeoutMs = withDefault(o.optional('timeout'), DEFAULT_PERSISTENCE_TIMEOUT_MS, (x) =>
+    readSeconds(ck, x, 'timeout', 1000, CONFIG_LIMITS.persistenceTimeoutMaxMs),
+  );
+  let netmask: string | undefined = family === 6 ? '128' : '255.255.255.255';
+  let netmaskValue: number | undefined = family === 6 ? 128 : 0xffffffff;
+  const mE = o.optional('netmask');
+  if (mE !== undefined && family !== undefined) {
+    if (family === 4) {
+      const s = stringOf(mE.value);
+      const n = s === undefined ? undefined : ipv4Netmask(s.trim());
+      if (n === undefined) {
+        const raw: unknown = isScalar(mE.value) ? mE.value.value : undefined;
+        const hint =
+          typeof raw === 'number' && Number.isInteger(raw) && raw >= 0 && raw <= 32
+            ? ` (an IPv4 service takes a dotted mask: write ${dottedMask(raw)} for /${raw})`
+            : '';
+        ck.issue(mE.offset, mE.path, `netmask of an IPv4 service must be a contiguous dotted netmask such as 255.255.255.0 (clients in one /24 stick to one real server); got ${describe(mE.value)}${hint}`);
+        netmask = undefined;
+      } else {
+        netmaskValue = n;
+        netmask = s?.trim() ?? '';
+      }
+    } else {
+      const v = readInt(ck, mE, 'netmask', 1, 128, ' (an IPv6 service takes a prefix length, e.g. 64)');
+      if (v === undefined) netmask = undefined;
+      else {
+        netmaskValue = v;
+        netmask = String(v);
+      }
+    }
+  }
+  const pE = o.optional('pe');
+  let pe: VsPersistenceEngine | undefined;
+  let peOk = true;
+  if (pE !== undefined) {
+    pe = readChoice(ck, pE, 'pe', VS_PERSISTENCE_ENGINES);
+    if (pe === undefined) peOk = false;
+    else if (udpCapable === false) {
+      ck.issue(pE.offset, pE.path, '`pe: sip` reads SIP Call-IDs from UDP payloads; with TCP or SCTP the kernel would drop every packet: use it with `protocol: udp` (or a fwmark service carrying UDP)');
+      peOk = false;
+    }
+  }
+  if (timeoutMs === undefined || netmask === undefined || netmaskValue === undefined || !peOk || family === undefined) return undefined;
+  return { timeoutMs, netmask, netmaskValue, pe };
+}
+
+function readTunnel(ck: Checker, e: Entry): VsTunnelConfig | undefined {
+  const o = readMap(ck, e, '`tunnel`', VS_TUNNEL_KEYS);
+  if (o === undefined) return undefined;
+  const type = withDefault(o.optional('type'), 'ipip' as VsTunnelType, (x) => readChoice(ck, x, 'type', VS_TUNNEL_TYPES));
+  const portE = o.optional('port');
+  let port: number | undefined = 0;
+  if (type === 'gue') {
+    const pE = o.required('port', 'the UDP port the real servers decapsulate GUE on, e.g. `port: 6080` (the kernel refuses GUE without one)');
+    port = pE === undefined ? undefined : readInt(ck, pE, 'port', CONFIG_LIMITS.portMin, CONFIG_LIMITS.portMax, ' (UDP port of the GUE tunnel)');
+  } else if (portE !== undefined && type !== undefined) {
+    ck.issue(portE.offset, portE.path, `\`port\` is only used by \`type: gue\` (UDP encapsulation); ${type} has no port: remove it`);
+    port = undefined;
+  }
+  const cE = o.optional('checksum');
+  let checksum: VsTunnelChecksum | undefined = 'nocsum';
+  if (cE !== undefined) {
+    checksum = readChoice(ck, cE, 'checksum', VS_TUNNEL_CHECKSUMS);
+    if (checksum !== undefined && type === 'ipip' && checksum !== 'nocsum') {
+      ck.issue(cE.offset, cE.path, `ipip has no checksum option; \`checksum: ${checksum}\` needs \`type: gue\`${checksum === 'csum' ? ' or `type: gre`' : ''}`);
+      checksum = undefined;
+    } else if (checksum === 'remcsum' && type === 'gre') {
+      ck.issue(cE.offset, cE.path, '`checksum: remcsum` (remote checksum offload) exists only for `type: gue`; gre takes nocsum or csum');
+      checksum = undefined;
+    }
+  }
+  if (type === undefined || port === undefined || checksum === undefined) return undefined;
+  return { type, port, checksum };
+}
+
+/** The identity of a service as text, for messages and duplicate checks (`TCP 10.99.0.100:80`, `FWM 7 IPv6`). */
+function serviceIdText(id: VirtualServiceId): string {
+  if (id.kind === 'fwmark') return `FWM ${id.fwmark}${id.family === 6 ? ' IPv6' : ''}`;
+  return `${id.protocol.toUpperCase()} ${id.family === 6 ? `[${id.address}]` : id.address}:${id.port}`;
+}
+
+function readRealServer(
+  ck: Checker,
+  e: Entry,
+  svc: { id: VirtualServiceId | undefined; forwarding: VsForwarding | undefined },
+  seen: Map<string, string>,
+): RealServerConfig | undefined {
+  const o = readMap(ck, e, 'a real server', REAL_SERVER_KEYS);
+  if (o === undefined) return undefined;
+  const aE = o.required('address', 'the real server\'s address, e.g. `address: 10.99.0.21`');
+  const ip = aE === undefined ? undefined : readIp(ck, aE, 'address', 'unicast');
+  let ok = ip !== undefined;
+  if (ip !== undefined && aE !== undefined && svc.id !== undefined && ip.family !== svc.id.family && svc.forwarding !== undefined && svc.forwarding !== 'tun') {
+    ck.issue(
+      aE.offset,
+      aE.path,
+      `real server ${ip.text} is ${familyName(ip.family)} but the service is ${familyName(svc.id.family)}; the kernel allows a real server of the other family only with \`forwarding: tun\``,
+    );
+    ok = false;
+  }
+  const defaultPort = svc.id === undefined || svc.id.kind === 'fwmark' ? 0 : svc.id.port;
+  const pE = o.optional('port');
+  let port = withDefault(pE, defaultPort, (x) => readInt(ck, x, 'port', 0, CONFIG_LIMITS.portMax, ' (0 = the port of each packet; default: the service port)'));
+  if (port !== undefined && pE !== undefined && svc.id?.kind === 'addr' && (svc.forwarding === 'dr' || svc.forwarding === 'tun') && port !== svc.id.port) {
+    ck.issue(
+      pE.offset,
+      pE.path,
+      `with \`forwarding: ${svc.forwarding}\` packets reach the real server unchanged, so its port is the service port ${svc.id.port}; got ${port}: remove \`port\` or use \`forwarding: nat\` to translate ports`,
+    );
+    port = undefined;
+  }
+  const weight = withDefault(o.optional('weight'), DEFAULT_WEIGHT, (x) =>
+    readInt(ck, x, 'weight', CONFIG_LIMITS.weightMin, CONFIG_LIMITS.weightMax, ' (0 = quiesced: no new connections)'),
+  );
+  const upper = withDefault(o.optional('upper_threshold'), 0, (x) => readInt(ck, x, 'upper_threshold', 0, CONFIG_LIMITS.thresholdMax, ' (connections; 0 = no limit)'));
+  const lE = o.optional('lower_threshold');
+  let lower = withDefault(lE, 0, (x) => readInt(ck, x, 'lower_threshold', 0, CONFIG_LIMITS.thresholdMax, ' (connections; 0 = none)'));
+  if (lower !== undefined && upper !== undefined && lE !== undefined && lower > upper) {
+    ck.issue(lE.offset, lE.path, `lower_threshold ${lower} is above upper_threshold ${upper}; the kernel refuses that (ERANGE): the lower threshold is where an overloaded server is used again, so it must be <= the upper one${upper === 0 ? ' (upper_threshold defaults to 0)' : ''}`);
+    lower = undefined;
+  }
+  if (ip !== undefined && port !== undefined && aE !== undefined) {
+    const key = `${ip.family === 6 ? `[${ip.text}]` : ip.text}:${port}`;
+    const prev = seen.get(key);
+    if (prev !== undefined) {
+      ck.issue(aE.offset, aE.path, `real server ${key} is already listed at ${prev}; list each real server (address and port) once per virtual server`);
+      ok = false;
+    } else seen.set(key, e.path);
+  }
+  if (!ok || ip === undefined || port === undefined || weight === undefined || upper === undefined || lower === undefined) return undefined;
+  return { address: ip.text, family: ip.family, port, weight, upperThreshold: upper, lowerThreshold: lower };
+}
+
+/** What earlier virtual servers claimed, for uniqueness checks. */
+interface VsClaims {
+  names: Map<string, string>;
+  ids: Map<string, string>;
+}
+
+function readVirtualServer(ck: Checker, e: Entry, claims: VsClaims): VirtualServerConfig | undefined {
+  const o = readMap(ck, e, 'a virtual server', VS_KEYS);
+  if (o === undefined) return undefined;
+  let ok = true;
+  const fail = (): undefined => {
+    ok = false;
+    return undefined;
+  };
+
+  // name
+  const nameE = o.required('name', 'a name for this virtual server, e.g. `name: web`');
+  let name = nameE === undefined ? undefined : readName(ck, nameE, 'name');
+  if (name !== undefined && nameE !== undefined) {
+    const prev = claims.names.get(name);
+    if (prev !== undefined) {
+      ck.issue(nameE.offset, nameE.path, `virtual server name \`${name}\` is already used by ${prev}; give each virtual server its own name`);
+      name = undefined;
+    } else claims.names.set(name, o.path);
+  }
+
+  // identity: address + port + protocol, or fwmark (+ family)
+  const addrE = o.optional('address');
+  const markE = o.optional('fwmark');
+  const famE = o.optional('family');
+  const portE = o.optional('port');
+  const protoE = o.optional('protocol');
+  let id: VirtualServiceId | undefined;
+  if (addrE !== undefined && markE !== undefined) {
+    ck.issue(markE.offset, markE.path, 'a virtual server is either `address` (with `port` and `protocol`) or `fwmark`, not both: remove one');
+    fail();
+  } else if (addrE === undefined && markE === undefined) {
+    ck.issue(o.offset, o.child('address'), 'missing required key `address`: the virtual address clients connect to, e.g. `address: 10.99.0.100` with `port: 80` (or `fwmark: 7` for a firewall-mark service)');
+    fail();
+  } else if (markE !== undefined) {
+    const fwmark = readInt(ck, markE, 'fwmark', CONFIG_LIMITS.fwmarkMin, CONFIG_LIMITS.fwmarkMax, ' (the firewall mark your rules set on the packets)');
+    const family = withDefault(famE, 'ipv4' as (typeof VS_FAMILIES)[number], (x) => readChoice(ck, x, 'family', VS_FAMILIES));
+    for (const [x, key] of [
+      [portE, 'port'],
+      [protoE, 'protocol'],
+    ] as const) {
+      if (x !== undefined) {
+        ck.issue(x.offset, x.path, `\`${key}\` does not apply to a fwmark service: the mark selects the packets (any protocol and port); remove it`);
+        fail();
+      }
+    }
+    if (fwmark !== undefined && family !== undefined) id = { kind: 'fwmark', family: family === 'ipv6' ? 6 : 4, fwmark };
+    else fail();
+  } else if (addrE !== undefined) {
+    const ip = readIp(ck, addrE, 'address', 'unicast');
+    if (famE !== undefined) {
+      ck.issue(famE.offset, famE.path, '`family` is only for fwmark services; an address service takes its family from `address`: remove it');
+      fail();
+    }
+    const protocol = withDefault(protoE, DEFAULT_VS_PROTOCOL, (x) => readChoice(ck, x, 'protocol', VS_PROTOCOLS));
+    let port: number | undefined;
+    if (portE === undefined) {
+      ck.issue(o.offset, o.child('port'), 'missing required key `port`: the service port, e.g. `port: 80` (0 = every port, only with `persistence`)');
+      fail();
+    } else {
+      port = readInt(ck, portE, 'port', 0, CONFIG_LIMITS.portMax, ' (0 = every port, only with `persistence`)');
+      if (port === 0 && o.optional('persistence') === undefined) {
+        ck.issue(portE.offset, portE.path, 'port 0 (every port) needs `persistence`: without it the connections of one client could not be kept together; set a port or add `persistence: { timeout: 300s }`');
+        port = undefined;
+      }
+    }
+    if (ip !== undefined && protocol !== undefined && port !== undefined) id = { kind: 'addr', family: ip.family, protocol, address: ip.text, port };
+    else fail();
+  }
+  if (id !== undefined) {
+    const text = serviceIdText(id);
+    const prev = claims.ids.get(text);
+    const at = (markE ?? addrE) as Entry;
+    if (prev !== undefined) {
+      ck.issue(at.offset, at.path, `service ${text} is already defined by ${prev}; each service (address, protocol and port, or fwmark and family) may appear once`);
+      fail();
+    } else claims.ids.set(text, `${o.path}${name === undefined ? '' : ` (${name})`}`);
+  }
+  const family = id?.family;
+  // UDP payloads can reach the service: one-packet scheduling and the SIP engine make sense.
+  const udpCapable = id === undefined ? undefined : id.kind === 'fwmark' || id.protocol === 'udp';
+
+  // scheduling
+  const schedE = o.optional('scheduler');
+  const scheduler = withDefault(schedE, DEFAULT_VS_SCHEDULER, (x) => readScheduler(ck, x));
+  if (scheduler === undefined) fail();
+  const flagsE = o.optional('scheduler_flags');
+  const schedulerFlags: VsSchedulerFlag[] = [];
+  if (flagsE !== undefined) {
+    const items = readList(ck, flagsE, 'scheduler_flags', '[sh-fallback, sh-port]');
+    if (items === undefined) fail();
+    const bits = new Map<number, string>();
+    for (const item of items ?? []) {
+      const f = readChoice(ck, item, 'a scheduler flag', VS_SCHEDULER_FLAGS);
+      if (f === undefined) {
+        fail();
+        continue;
+      }
+      const owner = f.startsWith('sh-') ? 'sh' : f.startsWith('mh-') ? 'mh' : undefined;
+      if (owner !== undefined && scheduler !== undefined && scheduler !== owner) {
+        ck.issue(item.offset, item.path, `\`${f}\` is a flag of the ${owner} scheduler, but this virtual server uses ${scheduler}; remove it (or use \`flag-${f.endsWith('fallback') ? 1 : 2}\` to set the raw bit)`);
+        fail();
+        continue;
+      }
+      const bit = SCHEDULER_FLAG_BITS[f];
+      const prev = bits.get(bit);
+      if (prev !== undefined) {
+        ck.issue(item.offset, item.path, prev === f ? `\`${f}\` is listed twice` : `\`${f}\` is the same kernel bit as \`${prev}\` (listed before); keep one`);
+        fail();
+        continue;
+      }
+      bits.set(bit, f);
+      schedulerFlags.push(f);
+    }
+  }
+
+  // forwarding and its companions
+  const fwdE = o.required('forwarding', 'how packets reach the real servers: nat, dr, tun or fullnat (no default: keepalived defaults to NAT, ipvsadm to DR)');
+  const forwarding = fwdE === undefined ? undefined : readChoice(ck, fwdE, 'forwarding', VS_FORWARDING);
+  if (forwarding === undefined) fail();
+  const tunE = o.optional('tunnel');
+  let tunnel: VsTunnelConfig | undefined;
+  if (tunE !== undefined && forwarding !== undefined && forwarding !== 'tun') {
+    ck.issue(tunE.offset, tunE.path, `\`tunnel\` is only valid with \`forwarding: tun\`; this virtual server uses \`forwarding: ${forwarding}\`: remove it or switch the forwarding`);
+    fail();
+  } else if (forwarding === 'tun') {
+    tunnel = tunE === undefined ? { type: 'ipip', port: 0, checksum: 'nocsum' } : readTunnel(ck, tunE);
+    if (tunnel === undefined) fail();
+  }
+  const fnE = o.optional('fullnat');
+  let fullnat: { source: string } | undefined;
+  if (fnE !== undefined && forwarding !== undefined && forwarding !== 'fullnat') {
+    ck.issue(fnE.offset, fnE.path, `\`fullnat\` is only valid with \`forwarding: fullnat\`; this virtual server uses \`forwarding: ${forwarding}\`: remove it or switch the forwarding`);
+    fail();
+  } else if (forwarding === 'fullnat') {
+    const req = o.required('fullnat', 'with `forwarding: fullnat` the director address the real servers see as the client, e.g. `fullnat: { source: 10.99.0.2 }`');
+    const fo = req === undefined ? undefined : readMap(ck, req, '`fullnat`', VS_FULLNAT_KEYS);
+    const sE = fo?.required('source', 'the director address the real servers see as the client (they must route it back to the director), e.g. `source: 10.99.0.2`');
+    const src = sE === undefined ? undefined : readIp(ck, sE, 'source', 'unicast');
+    if (src !== undefined && sE !== undefined && family !== undefined && src.family !== family) {
+      ck.issue(sE.offset, sE.path, `source ${src.text} is ${familyName(src.family)} but the service is ${familyName(family)}; use a director address of the service's family`);
+      fail();
+    } else if (src === undefined) fail();
+    else fullnat = { source: src.text };
+  }
+
+  const perE = o.optional('persistence');
+  const persistence = perE === undefined ? undefined : readPersistence(ck, perE, family, udpCapable);
+  if (perE !== undefined && persistence === undefined) fail();
+  const opE = o.optional('one_packet');
+  let onePacket = withDefault(opE, false, (x) => readBool(ck, x, 'one_packet'));
+  if (onePacket === true && opE !== undefined && udpCapable === false) {
+    ck.issue(opE.offset, opE.path, '`one_packet` (one-packet scheduling) applies only to UDP; use it with `protocol: udp` or a fwmark service');
+    onePacket = undefined;
+  }
+  if (onePacket === undefined) fail();
+
+  // real servers
+  const rsE = o.optional('real_servers');
+  const realServers: RealServerConfig[] = [];
+  const list = rsE === undefined ? [] : readList(ck, rsE, 'real_servers', '[{ address: 10.99.0.21, port: 80 }]');
+  if (list === undefined) fail();
+  const seen = new Map<string, string>();
+  for (const item of list ?? []) {
+    const rs = readRealServer(ck, item, { id, forwarding }, seen);
+    if (rs === undefined) fail();
+    else realServers.push(rs);
+  }
+
+  if (!ok || name === undefined || id === undefined || scheduler === undefined || forwarding === undefined || onePacket === undefined) return undefined;
+  return { name, service: id, scheduler, schedulerFlags, forwarding, tunnel, persistence, onePacket, fullnat, realServers };
+}
+
+function readVirtualServers(ck: Checker, e: Entry): VirtualServerConfig[] | undefined {
+  const list = readList(ck, e, 'virtual_servers', '[{ name: web, address: 10.99.0.100, port: 80, forwarding: dr, real_servers: [...] }]');
+  if (list === undefined) return undefined;
+  const claims: VsClaims = { names: new Map(), ids: new Map() };
+  const out: VirtualServerConfig[] = [];
+  let ok = true;
+  for (const item of list) {
+    const vs = readVirtualServer(ck, item, claims);
+    if (vs === undefined) ok = false;
+    else out.push(vs);
+  }
+  return ok ? out : undefined;
+}
+
 /**
  * Validates a parsed YAML document (without syntax errors) and converts it into a TandemConfig; `file` is
  * stored in the result. Returns every issue found when the document is not a valid configuration.
@@ -813,9 +1326,24 @@ export function validateDocument(doc: Document, file: string): SchemaResult {
   }
   const vrrp = vE === undefined ? undefined : readVrrp(ck, vE, nodeInterface);
   const metrics = readMetrics(ck, o.optional('metrics'));
-  if (ck.issues.length > 0 || node === undefined || vrrp === undefined || metrics === undefined) {
+  const ipvsE = o.optional('ipvs');
+  const ipvs = ipvsE === undefined ? undefined : readIpvs(ck, ipvsE);
+  const vsE = o.optional('virtual_servers');
+  const virtualServers = vsE === undefined ? undefined : readVirtualServers(ck, vsE);
+  if (
+    ck.issues.length > 0 ||
+    node === undefined ||
+    vrrp === undefined ||
+    metrics === undefined ||
+    (ipvsE !== undefined && ipvs === undefined) ||
+    (vsE !== undefined && virtualServers === undefined)
+  ) {
     if (ck.issues.length === 0) ck.issue(0, '', 'the configuration is not valid (no further detail; this is a bug in tandem)');
     return { ok: false, issues: ck.issues };
   }
-  return { ok: true, config: { file, node, vrrp, metrics } };
+  const config: TandemConfig = { file, node, vrrp, metrics };
+  // Optional keys stay absent when the file has no such section, so configurations built in code compare equal.
+  if (ipvs !== undefined) config.ipvs = ipvs;
+  if (virtualServers !== undefined) config.virtualServers = virtualServers;
+  return { ok: true, config };
 }

@@ -74,4 +74,113 @@ export interface TandemConfig {
   node: NodeConfig;
   vrrp: VrrpConfig;
   metrics: MetricsConfig;
+  /**
+   * The `ipvs` section with its defaults filled in; absent when the file has no `ipvs` key (use
+   * `ipvsSettings(config)` from src/config/index.ts for the defaults then). Optional so that configurations built
+   * in code before IPVS existed stay valid.
+   */
+  ipvs?: IpvsConfig;
+  /** The virtual servers; absent when the file has no `virtual_servers` key (then there are none). */
+  virtualServers?: VirtualServerConfig[];
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// IPVS: the `ipvs` section and `virtual_servers`. The vocabulary here is the configuration's (nat, dr, tun,
+// fullnat; sh-port); src/ipvs/derive.ts maps it onto the kernel's (masq, droute, tunnel; SCHED2).
+
+/** Which kernel services the reconciler may delete: `owned` = only those tandem owns (created or adopted), `all` = any not configured. */
+export const IPVS_MANAGE_MODES = ['owned', 'all'] as const;
+export type IpvsManageMode = (typeof IPVS_MANAGE_MODES)[number];
+
+/** Transport protocols of an address-based virtual service. */
+export const VS_PROTOCOLS = ['tcp', 'udp', 'sctp'] as const;
+export type VsProtocol = (typeof VS_PROTOCOLS)[number];
+
+/** IPVS schedulers a virtual server may name (`twos` needs Linux >= 6.2; the kernel decides). */
+export const VS_SCHEDULERS = ['rr', 'wrr', 'lc', 'wlc', 'lblc', 'lblcr', 'dh', 'sh', 'sed', 'nq', 'fo', 'ovf', 'mh', 'twos'] as const;
+export type VsScheduler = (typeof VS_SCHEDULERS)[number];
+
+/**
+ * Scheduler flags as ipvsadm names them. `sh-*` only with `sh`, `mh-*` only with `mh`; `flag-1..3` are the raw
+ * IP_VS_SVC_F_SCHED1..3 bits for any scheduler (sh-fallback = mh-fallback = flag-1, sh-port = mh-port = flag-2).
+ */
+export const VS_SCHEDULER_FLAGS = ['sh-fallback', 'sh-port', 'mh-fallback', 'mh-port', 'flag-1', 'flag-2', 'flag-3'] as const;
+export type VsSchedulerFlag = (typeof VS_SCHEDULER_FLAGS)[number];
+
+/** How packets reach the real servers. `fullnat` = IPVS masquerading plus source NAT to `fullnat.source`. */
+export const VS_FORWARDING = ['nat', 'dr', 'tun', 'fullnat'] as const;
+export type VsForwarding = (typeof VS_FORWARDING)[number];
+
+/** Encapsulations of `forwarding: tun`. */
+export const VS_TUNNEL_TYPES = ['ipip', 'gue', 'gre'] as const;
+export type VsTunnelType = (typeof VS_TUNNEL_TYPES)[number];
+
+/** Tunnel checksum modes (IP_VS_TUNNEL_ENCAP_FLAG_*): none, checksum, remote checksum offload (GUE only). */
+export const VS_TUNNEL_CHECKSUMS = ['nocsum', 'csum', 'remcsum'] as const;
+export type VsTunnelChecksum = (typeof VS_TUNNEL_CHECKSUMS)[number];
+
+/** Persistence engines the kernel ships (ip_vs_pe_sip). */
+export const VS_PERSISTENCE_ENGINES = ['sip'] as const;
+export type VsPersistenceEngine = (typeof VS_PERSISTENCE_ENGINES)[number];
+
+/** IPVS connection timeouts (SET_CONFIG), milliseconds (whole seconds); undefined = leave the kernel's value. */
+export interface IpvsTimeoutsConfig {
+  tcpMs: number | undefined;
+  tcpFinMs: number | undefined;
+  udpMs: number | undefined;
+}
+
+/** The `ipvs` section (all optional). */
+export interface IpvsConfig {
+  /** Period of the re-dump + diff that heals drift. */
+  reconcileIntervalMs: number;
+  manage: IpvsManageMode;
+  /** undefined = tandem does not touch the kernel's timeouts. */
+  timeouts: IpvsTimeoutsConfig | undefined;
+}
+
+/** The identity of a virtual service: address + protocol + port, or a firewall mark (with a family). */
+export type VirtualServiceId =
+  | { kind: 'addr'; family: AddressFamily; protocol: VsProtocol; address: string; port: number }
+  | { kind: 'fwmark'; family: AddressFamily; fwmark: number };
+
+export interface VsTunnelConfig {
+  type: VsTunnelType;
+  /** GUE UDP port; 0 for ipip and gre. */
+  port: number;
+  checksum: VsTunnelChecksum;
+}
+
+export interface VsPersistenceConfig {
+  /** Persistence timeout (whole seconds, in ms). */
+  timeoutMs: number;
+  /** IPv4: the dotted netmask (`255.255.255.0`); IPv6: the prefix length as text (`64`). Full-length by default. */
+  netmask: string;
+  /** IPv4: netmask as a u32; IPv6: prefix length. */
+  netmaskValue: number;
+  pe: VsPersistenceEngine | undefined;
+}
+
+export interface RealServerConfig {
+  address: string;
+  family: AddressFamily;
+  port: number;
+  weight: number;
+  upperThreshold: number;
+  lowerThreshold: number;
+}
+
+export interface VirtualServerConfig {
+  name: string;
+  service: VirtualServiceId;
+  scheduler: VsScheduler;
+  schedulerFlags: VsSchedulerFlag[];
+  forwarding: VsForwarding;
+  /** Set exactly when forwarding is `tun` (default ipip). */
+  tunnel: VsTunnelConfig | undefined;
+  persistence: VsPersistenceConfig | undefined;
+  onePacket: boolean;
+  /** Set exactly when forwarding is `fullnat`: the director address the real servers see as the client. */
+  fullnat: { source: string } | undefined;
+  realServers: RealServerConfig[];
 }

@@ -38,10 +38,11 @@ export function defaultNetmask(key: ServiceKey): number {
 /** Service attributes as the kernel reports them, so desired and dumped values compare equal. */
 export function normalizeServiceAttrs(s: ServiceAttrs & { key: ServiceKey }): ServiceAttrs {
   const persistent = s.timeoutS > 0;
-  const flags = (s.flags & ~SVC_FLAGS.HASHED & ~SVC_FLAGS.PERSISTENT) | (persistent ? SVC_FLAGS.PERSISTENT : 0);
+  // The model never carries HASHED (kernel-internal) or PERSISTENT (implied by timeoutS): the codec folds them
+  // away when decoding and sets PERSISTENT from the timeout when encoding.
   return {
     scheduler: s.scheduler,
-    flags,
+    flags: s.flags & ~(SVC_FLAGS.HASHED | SVC_FLAGS.PERSISTENT),
     timeoutS: s.timeoutS,
     netmask: persistent ? s.netmask : defaultNetmask(s.key),
     peName: s.peName,

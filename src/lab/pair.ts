@@ -207,14 +207,15 @@ export class DirectorPair {
   }
 
   /**
-   * Starts a director's daemon in its namespace; `realtime` runs it with SCHED_FIFO priority 50, as the
-   * shipped systemd unit does.
+   * Starts a director's daemon in its namespace; `realtime` runs its event loop with SCHED_FIFO priority 50,
+   * as the shipped systemd unit does (--realtime-priority 50).
    */
   start(name: DirectorName, extraArgs: string[] = [], realtime = false): DaemonProcess {
     const existing = this.daemons.get(name);
     if (existing !== undefined && existing.running) throw new TandemError(ERROR_CODES.lab, `${name} is already running`);
-    const argv = [TANDEM_BIN, 'run', '-c', this.configPath(name), ...extraArgs];
-    const child = this.lab.spawn(name, realtime ? ['chrt', '-f', '50', ...argv] : argv);
+    const argv = [TANDEM_BIN, 'run', '-c', this.configPath(name), '--exit-with-stdin', ...(realtime ? ['--realtime-priority', '50'] : []), ...extraArgs];
+    // stdin is a pipe held by this process: if the harness dies, the daemon sees EOF and stops.
+    const child = this.lab.spawn(name, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
     const d = new DaemonProcess(name, child);
     this.daemons.set(name, d);
     return d;

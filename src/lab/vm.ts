@@ -418,6 +418,7 @@ function kernelCommandLine(extra: readonly string[]): string {
     'tsc=reliable',
     'tandem.vm=1',
     `tandem.init=${VM_INIT_SCRIPT}`,
+    `tandem.repo=${REPO_ROOT}`,
     ...extra,
   ].join(' ');
 }
@@ -441,6 +442,9 @@ export function qemuArgv(image: VmImage, o: { memoryMb: number; cpus: number; sh
     '-append', kernelCommandLine(o.kernelArgs),
     '-virtfs', 'local,path=/,mount_tag=rootfs,security_model=none,readonly=on,multidevs=remap',
     '-virtfs', `local,path=${o.shareDir},mount_tag=results,security_model=none,multidevs=remap`,
+    // The checkout again, mounted at its own path by init.sh after the tmpfs mounts: a checkout under /tmp
+    // (CI clones anywhere) would otherwise be hidden by the VM's tmpfs on /tmp.
+    '-virtfs', `local,path=${REPO_ROOT},mount_tag=project,security_model=none,readonly=on,multidevs=remap`,
     ...o.qemuArgs,
   ];
 }

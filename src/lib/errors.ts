@@ -12,6 +12,7 @@ export const ERROR_CODES = {
   auth: 'ERR_AUTH',
   usage: 'ERR_USAGE',
   lab: 'ERR_LAB',
+  sync: 'ERR_SYNC',
 } as const;
 export type ErrorCode = (typeof ERROR_CODES)[keyof typeof ERROR_CODES];
 

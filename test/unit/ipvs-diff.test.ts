@@ -105,11 +105,11 @@ for (const c of CASES) {
   });
 }
 
-test('diff: a SET_SERVICE carries the persistent flag the kernel will report', (t) => {
-  const o = diff({ services: [service(WEB, [], { timeoutS: 300, netmask: 0xffffff00 })] }, { services: [] }, ALL);
+test('diff: ops carry no PERSISTENT or HASHED bits (the codec derives PERSISTENT from the timeout)', (t) => {
+  const o = diff({ services: [service(WEB, [], { timeoutS: 300, netmask: 0xffffff00, flags: 0x1 | 0x2 | 0x8 })] }, { services: [] }, ALL);
   const first = o[0];
   t.is(first?.op, 'addService');
-  if (first?.op === 'addService') t.is(first.service.flags & 1, 1);
+  if (first?.op === 'addService') t.is(first.service.flags, 0x8);
 });
 
 // --- property: applying the diff to actual yields desired ----------------------------------------------

@@ -30,6 +30,13 @@ for d in /run /var/lib /var/log /var/cache /root; do mnt -t tmpfs -o mode=755 tm
 [ -d /sys/fs/cgroup ] && /bin/busybox mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
 /bin/busybox mkdir -p /run/lock /run/netns "$R"
 
+# The checkout at its own path (it may sit under /tmp, which the tmpfs above hides).
+repo=$(/bin/busybox sed -n 's/.*tandem\.repo=\([^ ]*\).*/\1/p' /proc/cmdline)
+if [ -n "$repo" ]; then
+  /bin/busybox mkdir -p "$repo" 2>/dev/null
+  mnt -t 9p -o trans=virtio,version=9p2000.L,msize=262144,ro project "$repo"
+fi
+
 if ! /bin/busybox mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 results "$R"; then
   log "cannot mount the results share (9p tag results)"
   off
