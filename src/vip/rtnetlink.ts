@@ -148,9 +148,10 @@ export class RtnlVipManager implements VipManager {
   }
 
   /**
-   * The netlink socket, opened on first use. A socket-level error (e.g. ENOBUFS on receive) would crash the
-   * process if unhandled: the broken socket is dropped instead (its pending requests time out and fail) and the
-   * next call opens a new one.
+   * The netlink socket, opened on first use. A socket error event would crash the process if unhandled: the
+   * broken socket is dropped instead (its pending requests time out and fail) and the next call opens a new one.
+   * Note: the netlink 0.3 addon aborts the process on a receive-buffer overflow (ENOBUFS) in native code, which no
+   * handler catches; this socket joins no multicast group and has one request in flight, so it cannot overflow.
    */
   private socket(): RtNetlinkSocket {
     if (this.closed) throw new VipError('VIP manager is closed');
