@@ -3,7 +3,8 @@
  * a 100k-entry snapshot streamed and acknowledged with the right count and digest; peers without CURVE, with a
  * key pair not on the allowlist, or expecting another server key, refused and counted with nothing delivered;
  * malformed frames counted on both ends without harm; a peer that stops reading abandoned within the send
- * timeout while another peer is served meanwhile and afterwards; reconnection to a restarted server.
+ * timeout while another peer is served meanwhile and afterwards; ACK and idle timeouts; reconnection to a
+ * restarted server; the DIGEST / DELTA_REQUEST repair round.
  *
  * Raw zeromq sockets play the misbehaving peers (the project's own code imports zeromq only in channel.ts).
  */
@@ -14,6 +15,7 @@ import { FakeClock } from '../../src/lib/clock.ts';
 import { SyncClient, SyncServer } from '../../src/sync/channel.ts';
 import type { ChannelNode, SyncChannelEvent, SyncServerOptions } from '../../src/sync/channel.ts';
 import type { ConnEntry } from '../../src/sync/conn.ts';
+import { TableDigest, bucketOf, diffBuckets } from '../../src/sync/digest.ts';
 import { SyncError } from '../../src/sync/errors.ts';
 import { generateKeyPair } from '../../src/sync/keys.ts';
 import type { CurveKeyPair } from '../../src/sync/keys.ts';
@@ -128,13 +130,14 @@ test('unauthenticated peers are refused and counted, and nothing reaches them', 
   // 1. A valid key pair that is not on the allowlist: ZAP says 400.
   const outsider = startClient(p, { keys: stranger });
   // 2. No CURVE at all: the handshake fails (mechanism mismatch).
-  const plain = new Dealer({ receiveTimeout: 1500, linger: 0 });
+  const plain = new Dealer({ receiveTimeout: 1500, sendTimeout: 1000, linger: 0 });
   plain.connect(p.server.endpoint);
   // 3. The allowlisted key, but expecting another server key (a man in the middle would look like this).
   const wrongServer = startClient(p, { serverPublicKey: generateKeyPair().publicKey });
   try {
     t.like(await denied, { publicKey: stranger.publicKey, detail: 'public key not on the allowlist' });
-    await plain.send(encodeMessage({ type: 'hello', node: 'mallory', epoch: 1, role: 'backup' }));
+    // Queued while the handshake is attempted, or refused outright (EAGAIN) between attempts: either way it must not arrive.
+    await plain.send(encodeMessage({ type: 'hello', node: 'mallory', epoch: 1, role: 'backup' })).catch(() => {});
     await t.throwsAsync(plain.receive(), { code: 'EAGAIN' });
     await waitFor('three refused handshakes', () => p.server.stats.handshakeFailures >= 3);
     await waitFor('the outsider to see its refusal', () => outsider.client.stats.handshakeFailures >= 1);
@@ -158,7 +161,7 @@ test('malformed frames from an authenticated peer are rejected and counted; the 
   const p = await startServer();
   const raw = new Dealer({
     curveServerKey: p.serverKeys.publicKey, curvePublicKey: p.clientKeys.publicKey, curveSecretKey: p.clientKeys.secretKey,
-    receiveTimeout: 20_000, linger: 0,
+    receiveTimeout: 20_000, sendTimeout: 5000, linger: 0,
   });
   raw.connect(p.server.endpoint);
   try {
@@ -273,7 +276,7 @@ test('a peer that stops reading mid-resync is abandoned within the send timeout;
 
 test('a server gives up waiting for an ACK after ackTimeoutMs and stays usable', async (t) => {
   const p = await startServer({ ackTimeoutMs: 500 });
-  const raw = new Dealer({ curveServerKey: p.serverKeys.publicKey, curvePublicKey: p.clientKeys.publicKey, curveSecretKey: p.clientKeys.secretKey, linger: 0 });
+  const raw = new Dealer({ curveServerKey: p.serverKeys.publicKey, curvePublicKey: p.clientKeys.publicKey, curveSecretKey: p.clientKeys.secretKey, sendTimeout: 5000, linger: 0 });
   raw.connect(p.server.endpoint);
   try {
     const hello = nextEvent(p.server.events, 'hello');
@@ -344,6 +347,39 @@ test('the client reconnects to a restarted server and says HELLO again', async (
   } finally {
     client.close();
     await second?.close();
+  }
+});
+
+test('repair: DIGEST, DELTA_REQUEST for the buckets that differ, and a snapshot of just those buckets', async (t) => {
+  const p = await startServer();
+  const hello = nextEvent(p.server.events, 'hello');
+  const { client, got } = startClient(p);
+  try {
+    const peer = (await hello).peer;
+    // The server's table, and the client's copy with two entries lost and one in another state.
+    const table = [...syntheticEntries(20_000)];
+    const mine = new TableDigest(8);
+    const theirs = new TableDigest(8);
+    for (const e of table) mine.add(e);
+    for (const e of table.slice(2)) theirs.add(e.cport === table[500]!.cport && e.caddr === table[500]!.caddr ? { ...e, state: 7 } : e);
+    const digest = nextEvent(client.events, 'digest');
+    await p.server.sendDigest(peer, mine, 3);
+    const d = (await digest).message;
+    t.is(d.generation, 3);
+    const differ = diffBuckets(d.buckets, theirs.buckets());
+    t.true(differ.length >= 1 && differ.length <= 3);
+    const request = nextEvent(p.server.events, 'deltaRequest');
+    await client.requestDelta(d.generation, d.bucketBits, differ);
+    const r = (await request).message;
+    t.deepEqual(r.buckets, differ);
+    const scope = { kind: 'buckets' as const, bucketBits: r.bucketBits, buckets: r.buckets };
+    const result = await p.server.sendSnapshot(peer, table, { scope });
+    t.true(result.ok);
+    t.is(got.entries, table.filter((e) => r.buckets.includes(bucketOf(e, 8))).length);
+    t.true(got.entries < 400);
+  } finally {
+    client.close();
+    await p.server.close();
   }
 });
 
