@@ -9,7 +9,7 @@
 import test from 'ava';
 import { FakeClock } from '../../src/lib/clock.ts';
 import { CodecError, NetlinkError } from '../../src/lib/errors.ts';
-import { NetlinkIpvsClient } from '../../src/ipvs/netlink/client.ts';
+import { MAX_BATCH_BYTES, NetlinkIpvsClient } from '../../src/ipvs/netlink/client.ts';
 import type { NetlinkTransport, SocketError, TransportEvents, TraceEvent } from '../../src/ipvs/netlink/client.ts';
 import {
   CTRL_ATTR,
@@ -41,6 +41,8 @@ function int32(v: number): Buffer {
 
 class FakeSocket implements NetlinkTransport {
   readonly sent: NetlinkMessage[] = [];
+  /** Datagrams (sendmsg calls) received. */
+  datagrams = 0;
   closed = false;
   /** A dump is running on this socket (the kernel refuses a second one with EBUSY). */
   dumping = false;
@@ -53,6 +55,7 @@ class FakeSocket implements NetlinkTransport {
     if (this.closed) throw new Error('send on a closed socket');
     const msgs = splitDatagram(datagram);
     if (!msgs.ok) throw new Error(msgs.detail);
+    this.datagrams++;
     for (const m of msgs.value) {
       this.sent.push(m);
       this.kernel.handle(this, m);
@@ -111,6 +114,8 @@ class FakeKernel {
   }
 
   ack(sock: FakeSocket, m: NetlinkMessage, errno = 0): void {
+    // Like netlink_rcv_skb: a success is answered only when the request asked for it (NLM_F_ACK).
+    if (errno === 0 && (m.flags & NLM_F.ACK) === 0) return;
     const echo = encodeNlMsg({ type: m.type, flags: m.flags, seq: m.seq }, errno === 0 ? Buffer.alloc(0) : m.payload);
     sock.deliver(encodeNlMsg({ type: NLMSG.ERROR, flags: errno === 0 ? NLM_F.CAPPED : 0, seq: m.seq, pid: 4242 }, Buffer.concat([int32(-errno), errno === 0 ? echo.subarray(0, 16) : echo])));
   }
@@ -271,8 +276,13 @@ test('apply pipelines every op before the first answer and reports results in op
   const sent = kernel.sockets[0]?.sent.slice(1) ?? [];
   t.is(sent.length, 5, 'all five requests are in flight before any answer');
   t.is(new Set(sent.map((m) => m.seq)).size, 5, 'each with its own sequence number');
-  t.true(sent.every((m) => m.flags === (NLM_F.REQUEST | NLM_F.ACK)));
-  kernel.release('reverse'); // answers arrive out of order; matched by seq
+  t.is(kernel.sockets[0]?.datagrams, 2, 'the five changes left in one datagram (after the family lookup)');
+  t.deepEqual(
+    sent.map((m) => m.flags),
+    [NLM_F.REQUEST, NLM_F.REQUEST, NLM_F.REQUEST, NLM_F.REQUEST, NLM_F.REQUEST | NLM_F.ACK],
+    'only the last change of the batch asks for an ACK',
+  );
+  kernel.release(); // the kernel answers failures as it meets them, then the last change; matched by seq
   const r = await results;
   t.deepEqual(r.map((x) => x.ok), [true, false, true, false, false]);
   const errs = r.map((x) => (x.ok ? undefined : x.error));
@@ -495,4 +505,45 @@ test('close rejects what is in flight with EBADF and every later call', async (t
   await t.throwsAsync(c.info(), { instanceOf: NetlinkError, message: /closed/ });
   t.true(kernel.sockets.every((s) => s.closed));
   c.close(); // twice is fine
+});
+
+test('a large apply is split into datagrams of at most MAX_BATCH_BYTES, each ending with the one change that asks for an ACK', async (t) => {
+  const kernel = new FakeKernel();
+  kernel.recvBuffer = 4 << 20; // window 256 (DEFAULT_MAX_IN_FLIGHT): more than 32 KiB of changes may be in flight
+  const c = await open(kernel);
+  const ops: IpvsOp[] = [{ op: 'addService', service: { key: svcKey(1), ...ATTRS } }];
+  for (let i = 1; i <= 400; i++) ops.push({ op: 'addDest', service: svcKey(1), dest: { ...dest(1), address: `10.1.${Math.floor(i / 250)}.${i % 250}` } });
+  const sizes: number[] = [];
+  const sock = kernel.sockets[0];
+  if (sock === undefined) throw new Error('no socket');
+  const send = sock.send.bind(sock);
+  sock.send = (datagram, done) => {
+    sizes.push(datagram.length);
+    send(datagram, done);
+  };
+  const results = await c.apply(ops);
+  t.true(results.every((r) => r.ok));
+  t.is(kernel.services.get(serviceId({ AF: 2, PROTOCOL: 6, ADDR: Buffer.from('0a000001000000000000000000000000', 'hex'), PORT: 80 }))?.dests.size, 400);
+  t.true(sizes.length >= 2, `401 changes of ~160 bytes need more than one 32 KiB datagram (sent ${sizes.join(', ')})`);
+  t.true(sizes.every((n) => n <= MAX_BATCH_BYTES));
+  const changes = sock.sent.slice(1);
+  const acked = changes.filter((m) => (m.flags & NLM_F.ACK) !== 0).length;
+  t.is(acked, sizes.length, 'one ACK asked per datagram');
+  c.close();
+});
+
+test('when a batch gets no answer, every change it carried fails with ETIMEDOUT', async (t) => {
+  const kernel = new FakeKernel();
+  const clock = new FakeClock();
+  const c = await open(kernel, { clock, timeoutMs: 5000 });
+  kernel.holding = true;
+  const p = c.apply([1, 2, 3].map((i): IpvsOp => ({ op: 'addService', service: { key: svcKey(i), ...ATTRS } })));
+  await ticks();
+  t.is(clock.pendingCount, 1, 'one timer for the whole batch');
+  clock.advance(5000);
+  const r = await p;
+  t.deepEqual(r.map((x) => (x.ok ? 0 : x.error.errno)), [110, 110, 110]);
+  kernel.release();
+  await ticks();
+  c.close();
 });

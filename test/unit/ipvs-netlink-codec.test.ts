@@ -28,6 +28,7 @@ import {
   destFromWire,
   destToWire,
   encodeIpvsRequest,
+  frameOps,
   flushRequest,
   getConfigRequest,
   getDaemonsRequest,
@@ -486,4 +487,33 @@ test('property: no IPVS reply decoder throws on arbitrary bytes or on random wel
     { numRuns: 4000 },
   );
   t.pass();
+});
+
+const arbOp: fc.Arbitrary<IpvsOp> = fc.oneof(
+  arbService.map((service): IpvsOp => ({ op: 'addService', service })),
+  arbService.map((service): IpvsOp => ({ op: 'editService', service })),
+  arbServiceKey.map((key): IpvsOp => ({ op: 'delService', key })),
+  fc.tuple(arbServiceKey, arbDest).map(([service, dest]): IpvsOp => ({ op: 'addDest', service, dest })),
+  fc.tuple(arbServiceKey, arbDest).map(([service, dest]): IpvsOp => ({ op: 'editDest', service, dest })),
+  fc.tuple(arbServiceKey, arbDest).map(([service, dest]): IpvsOp => ({ op: 'delDest', service, dest })),
+);
+
+test('property: frameOps frames every op exactly as encodeIpvsRequest does, back to back', (t) => {
+  fc.assert(
+    fc.property(fc.array(arbOp, { maxLength: 40 }), (ops) => {
+      const framed = frameOps(ops, FAMILY);
+      const each = ops.map((op) => encodeIpvsRequest(opRequest(op), FAMILY, 0));
+      t.true(framed.bytes.equals(Buffer.concat(each)));
+      t.deepEqual([...framed.ends], each.map((_, i) => each.slice(0, i + 1).reduce((n, b) => n + b.length, 0)));
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('frameOps refuses the whole list when one op cannot be encoded, naming its index and kind', (t) => {
+  const key: ServiceKey = { kind: 'addr', family: 4, protocol: 'tcp', address: '10.0.0.1', port: 80 };
+  const good: IpvsOp = { op: 'addService', service: { key, scheduler: 'wlc', flags: 0, timeoutS: 0, netmask: 0xffffffff, peName: '' } };
+  const bad: IpvsOp = { op: 'addDest', service: key, dest: { family: 4, address: '10.0.0.300', port: 80, fwd: 'droute', weight: 1, upperThreshold: 0, lowerThreshold: 0, tunnel: { type: 'ipip', port: 0, flags: 0 } } };
+  const e = t.throws(() => frameOps([good, good, bad], FAMILY), { instanceOf: CodecError });
+  t.regex(e?.message ?? '', /^op 2 \(addDest\): dest TCP 10\.0\.0\.1:80 -> 10\.0\.0\.300:80: address: "10\.0\.0\.300" is not an IPv4 address$/);
 });

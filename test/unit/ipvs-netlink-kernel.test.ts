@@ -69,22 +69,57 @@ class Replay {
     return this.fx.call.method === 'open' ? 0 : this.fx.exchanges.length - this.next;
   }
 
+  /**
+   * The client may pack several changes into one datagram (a batch) with NLM_F_ACK on the last only: each message
+   * is matched against the next recorded exchange with that flag ignored, and a recorded success ACK is withheld
+   * when the message did not ask for one, as the kernel does (netlink_rcv_skb acks only on NLM_F_ACK or error).
+   */
   readonly transport = (events: TransportEvents): NetlinkTransport => ({
     send: (datagram, done) => {
-      const seq = readNlMsgHeader(datagram)?.seq ?? 0;
-      const type = readNlMsgHeader(datagram)?.type;
-      const x = type === GENL_ID_CTRL ? this.ctrl.exchanges[0] : this.fx.exchanges[this.next++];
-      if (x === undefined) {
-        this.mismatches.push(`unexpected request ${datagram.toString('hex')}`);
-      } else {
-        if (!withSeq(datagram, 0).equals(withSeq(unhex(x.sent), 0))) this.mismatches.push(`request differs:\n sent     ${datagram.toString('hex')}\n recorded ${x.sent}`);
-        for (const r of x.received) setImmediate(() => events.message(withSeq(unhex(r), seq), false));
+      const msgs = splitDatagram(datagram);
+      if (!msgs.ok) {
+        this.mismatches.push(`malformed request datagram ${datagram.toString('hex')}`);
+        done();
+        return;
+      }
+      for (const m of msgs.value) {
+        const x = m.type === GENL_ID_CTRL ? this.ctrl.exchanges[0] : this.fx.exchanges[this.next++];
+        const sent = rawMessage(datagram, m);
+        if (x === undefined) {
+          this.mismatches.push(`unexpected request ${sent.toString('hex')}`);
+          continue;
+        }
+        if (!withoutAck(withSeq(sent, 0)).equals(withoutAck(withSeq(unhex(x.sent), 0)))) this.mismatches.push(`request differs:\n sent     ${sent.toString('hex')}\n recorded ${x.sent}`);
+        for (const r of x.received) {
+          const answer = withSeq(unhex(r), m.seq);
+          if ((m.flags & NLM_F.ACK) === 0 && isSuccessAck(answer)) continue;
+          setImmediate(() => events.message(answer, false));
+        }
       }
       done();
     },
     close: () => undefined,
     recvBufferSize: () => 425984,
   });
+}
+
+/** The bytes of one message of a datagram (header included). */
+function rawMessage(datagram: Buffer, m: NetlinkMessage): Buffer {
+  const start = m.payload.byteOffset - datagram.byteOffset - 16;
+  return datagram.subarray(start, start + 16 + m.payload.length);
+}
+
+/** A copy with NLM_F_ACK cleared in the first message header. */
+function withoutAck(msg: Buffer): Buffer {
+  const out = Buffer.from(msg);
+  out.writeUInt16LE(out.readUInt16LE(6) & ~NLM_F.ACK, 6);
+  return out;
+}
+
+/** An NLMSG_ERROR with errno 0. */
+function isSuccessAck(datagram: Buffer): boolean {
+  const h = readNlMsgHeader(datagram);
+  return h !== undefined && h.type === NLMSG.ERROR && datagram.length >= 20 && datagram.readInt32LE(16) === 0;
 }
 
 /** Runs a fixture's call through a client on its recorded bytes; returns the result or the error. */

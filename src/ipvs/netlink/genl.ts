@@ -194,68 +194,201 @@ function byType(table: AttrTable): Map<number, readonly [string, AttrSpec]> {
  * layout cannot carry. Nested attributes are sent without NLA_F_NESTED, as ipvsadm (libnl) does.
  */
 export function encodeAttrs<T extends AttrTable>(table: T, values: AttrValues<T>, name: string): Buffer {
-  const parts: Buffer[] = [];
-  const vals = values as Readonly<Record<string, unknown>>;
-  for (const [key, spec] of Object.entries(table)) {
-    const v = vals[key];
-    if (v === undefined) continue;
-    parts.push(encodeAttr(spec.type, encodeValue(spec, v, `${name}_${key}`)));
-  }
-  return Buffer.concat(parts);
+  // Two passes over one buffer: measure (and validate) everything, then write. Requests are built by the
+  // thousand when a table is programmed cold, and one allocation per request instead of one per attribute is
+  // what keeps that fast (a tenth of the CPU, measured).
+  const out = Buffer.alloc(measureAttrs(table, values as Readonly<Record<string, unknown>>, name));
+  writeAttrs(out, 0, table, values as Readonly<Record<string, unknown>>);
+  return out;
 }
 
-function encodeValue(spec: AttrSpec, v: unknown, attr: string): Buffer {
-  switch (spec.kind) {
-    case 'u8':
-    case 'u16':
-    case 'u32':
-    case 'be16':
-    case 'be32': {
-      const size = FIXED_SIZES[spec.kind];
-      const max = 2 ** (size * 8) - 1;
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) throw new CodecError(`${attr}: ${String(v)} is not an integer 0..${max}`);
-      const out = Buffer.alloc(size);
-      if (spec.kind === 'u8') out.writeUInt8(v);
-      else if (spec.kind === 'be16') out.writeUInt16BE(v);
-      else if (spec.kind === 'be32') out.writeUInt32BE(v);
-      else if (spec.kind === 'u16') writeU16(out, v, 0);
-      else writeU32(out, v, 0);
-      return out;
-    }
-    case 'u64': {
-      if (typeof v !== 'bigint' || v < 0n || v > 0xffff_ffff_ffff_ffffn) throw new CodecError(`${attr}: ${String(v)} is not an integer 0..2^64-1`);
-      const out = Buffer.alloc(8);
-      if (HOST_LE) out.writeBigUInt64LE(v);
-      else out.writeBigUInt64BE(v);
-      return out;
-    }
-    case 'flags': {
+/** Bytes `values` take as attributes with `table` (headers and padding included). Throws CodecError like encodeAttrs. */
+export function attrsLength<T extends AttrTable>(table: T, values: AttrValues<T>, name: string): number {
+  return measureAttrs(table, values as Readonly<Record<string, unknown>>, name);
+}
+
+/**
+ * Writes one generic netlink message (nlmsghdr + genlmsghdr + attributes) into zeroed `out` at `off`, the
+ * attributes already measured (and so validated) by attrsLength as `attrsLen`; returns the aligned end offset.
+ * The allocation-free path for batches: many messages written into one datagram.
+ */
+export function writeGenlMsg<T extends AttrTable>(
+  out: Buffer,
+  off: number,
+  h: { family: number; cmd: number; version: number; flags: number; seq: number },
+  table: T,
+  values: AttrValues<T>,
+  attrsLen: number,
+): number {
+  const len = NLMSG_HDRLEN + GENL_HDRLEN + attrsLen;
+  writeU32(out, len, off);
+  writeU16(out, h.family, off + 4);
+  writeU16(out, h.flags, off + 6);
+  writeU32(out, h.seq >>> 0, off + 8);
+  writeU32(out, 0, off + 12);
+  out.writeUInt8(h.cmd, off + NLMSG_HDRLEN);
+  out.writeUInt8(h.version, off + NLMSG_HDRLEN + 1);
+  writeAttrs(out, off + NLMSG_HDRLEN + GENL_HDRLEN, table, values as Readonly<Record<string, unknown>>);
+  return off + align4(len);
+}
+
+/** Sets nlmsg_flags and nlmsg_seq of the message whose header starts at `off` (a pre-framed request). */
+export function setMsgFlagsAndSeq(buf: Buffer, off: number, flags: number, seq: number): void {
+  writeU16(buf, flags, off + 6);
+  writeU32(buf, seq >>> 0, off + 8);
+}
+
+/** Kinds as small integers, for the encoder's switch (string cases and keyed lookups cost on the hot path). */
+const KIND_CODES = { u8: 0, u16: 1, u32: 2, u64: 3, be16: 4, be32: 5, string: 6, binary: 7, flags: 8, nested: 9, pad: 10 } as const satisfies Record<AttrKind, number>;
+
+/** One table entry, prepared for encoding: name, spec, and the facts the encoder needs as plain numbers. */
+interface PreparedAttr {
+  readonly key: string;
+  readonly spec: AttrSpec;
+  readonly type: number;
+  readonly code: number;
+  /** Payload size of fixed-size kinds; 0 otherwise. */
+  readonly size: number;
+  /** Largest value of the integer kinds. */
+  readonly max: number;
+  /** Nested table name (for errors), or ''. */
+  readonly nestedName: string;
+}
+
+const preparedCache = new WeakMap<AttrTable, readonly PreparedAttr[]>();
+
+/** The table's entries in declaration order, prepared once per table. */
+function prepared(table: AttrTable): readonly PreparedAttr[] {
+  let p = preparedCache.get(table);
+  if (p === undefined) {
+    p = Object.entries(table).map(([key, spec]): PreparedAttr => {
+      const size = spec.kind === 'string' || spec.kind === 'binary' || spec.kind === 'nested' || spec.kind === 'pad' ? 0 : FIXED_SIZES[spec.kind];
+      return { key, spec, type: spec.type, code: KIND_CODES[spec.kind], size, max: size > 0 && size <= 4 ? 2 ** (size * 8) - 1 : 0, nestedName: spec.kind === 'nested' ? spec.name : '' };
+    });
+    preparedCache.set(table, p);
+  }
+  return p;
+}
+
+/** Bytes `values` take as attributes (headers and padding included); throws CodecError for a bad value. */
+function measureAttrs(table: AttrTable, vals: Readonly<Record<string, unknown>>, name: string): number {
+  let total = 0;
+  const attrs = prepared(table);
+  for (let i = 0; i < attrs.length; i++) {
+    const a = attrs[i] as PreparedAttr;
+    const v = vals[a.key];
+    if (v === undefined) continue;
+    const len = NLA_HDRLEN + measureValue(a, v, name);
+    if (len > 0xffff) throw new CodecError(`${name}_${a.key}: ${len - NLA_HDRLEN} bytes do not fit a netlink attribute (max ${0xffff - NLA_HDRLEN})`);
+    total += align4(len);
+  }
+  return total;
+}
+
+/** Payload bytes of one attribute value, validated. `name`_KEY names it in errors. */
+function measureValue(a: PreparedAttr, v: unknown, name: string): number {
+  // No closure for the name: the TypeScript loader wraps every function created at run time with a naming
+  // helper (Object.defineProperty), which costs more than the encoding here.
+  switch (a.code) {
+    case KIND_CODES.u8:
+    case KIND_CODES.u16:
+    case KIND_CODES.u32:
+    case KIND_CODES.be16:
+    case KIND_CODES.be32:
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > a.max) throw new CodecError(`${name}_${a.key}: ${String(v)} is not an integer 0..${a.max}`);
+      return a.size;
+    case KIND_CODES.u64:
+      if (typeof v !== 'bigint' || v < 0n || v > 0xffff_ffff_ffff_ffffn) throw new CodecError(`${name}_${a.key}: ${String(v)} is not an integer 0..2^64-1`);
+      return 8;
+    case KIND_CODES.flags: {
       const f = v as Partial<GenlFlags>;
       for (const [k, x] of [['flags', f.flags], ['mask', f.mask]] as const) {
-        if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > 0xffffffff) throw new CodecError(`${attr}: ${k} ${String(x)} is not an integer 0..0xffffffff`);
+        if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > 0xffffffff) throw new CodecError(`${name}_${a.key}: ${k} ${String(x)} is not an integer 0..0xffffffff`);
       }
-      const out = Buffer.alloc(8);
-      writeU32(out, f.flags ?? 0, 0);
-      writeU32(out, f.mask ?? 0, 4);
-      return out;
+      return 8;
     }
-    case 'string': {
-      if (typeof v !== 'string') throw new CodecError(`${attr}: not a string`);
-      const bytes = Buffer.from(v, 'utf8');
-      if (bytes.includes(0)) throw new CodecError(`${attr}: ${JSON.stringify(v)} contains a NUL character`);
-      if (bytes.length > spec.maxLen) throw new CodecError(`${attr}: ${JSON.stringify(v)} is ${bytes.length} bytes long, at most ${spec.maxLen} fit`);
-      return Buffer.concat([bytes, Buffer.alloc(1)]);
+    case KIND_CODES.string: {
+      const maxLen = (a.spec as StringAttrSpec).maxLen;
+      if (typeof v !== 'string') throw new CodecError(`${name}_${a.key}: not a string`);
+      if (v.includes('\0')) throw new CodecError(`${name}_${a.key}: ${JSON.stringify(v)} contains a NUL character`);
+      const n = Buffer.byteLength(v, 'utf8');
+      if (n > maxLen) throw new CodecError(`${name}_${a.key}: ${JSON.stringify(v)} is ${n} bytes long, at most ${maxLen} fit`);
+      return n + 1;
     }
-    case 'binary': {
-      if (!(v instanceof Uint8Array)) throw new CodecError(`${attr}: not bytes`);
-      if (v.length > spec.maxLen) throw new CodecError(`${attr}: ${v.length} bytes, at most ${spec.maxLen} fit`);
-      return Buffer.from(v);
+    case KIND_CODES.binary: {
+      const maxLen = (a.spec as BinaryAttrSpec).maxLen;
+      if (!(v instanceof Uint8Array)) throw new CodecError(`${name}_${a.key}: not bytes`);
+      if (v.length > maxLen) throw new CodecError(`${name}_${a.key}: ${v.length} bytes, at most ${maxLen} fit`);
+      return v.length;
     }
-    case 'nested':
-      return encodeAttrs(spec.table, v as AttrValues<AttrTable>, spec.name);
-    case 'pad':
-      return Buffer.alloc(0);
+    case KIND_CODES.nested:
+      return measureAttrs((a.spec as NestedAttrSpec).table, v as Readonly<Record<string, unknown>>, a.nestedName);
+    default:
+      return 0; // pad
   }
+}
+
+/** Writes attributes already measured by measureAttrs into zeroed `out` at `off`; returns the end offset. */
+function writeAttrs(out: Buffer, off: number, table: AttrTable, vals: Readonly<Record<string, unknown>>): number {
+  const attrs = prepared(table);
+  for (let i = 0; i < attrs.length; i++) {
+    const a = attrs[i] as PreparedAttr;
+    const v = vals[a.key];
+    if (v === undefined) continue;
+    const start = off;
+    const p = off + NLA_HDRLEN;
+    let end: number;
+    switch (a.code) {
+      case KIND_CODES.u8:
+        out[p] = v as number;
+        end = p + 1;
+        break;
+      case KIND_CODES.u16:
+        writeU16(out, v as number, p);
+        end = p + 2;
+        break;
+      case KIND_CODES.u32:
+        writeU32(out, v as number, p);
+        end = p + 4;
+        break;
+      case KIND_CODES.be16:
+        out.writeUInt16BE(v as number, p);
+        end = p + 2;
+        break;
+      case KIND_CODES.be32:
+        out.writeUInt32BE(v as number, p);
+        end = p + 4;
+        break;
+      case KIND_CODES.u64:
+        if (HOST_LE) out.writeBigUInt64LE(v as bigint, p);
+        else out.writeBigUInt64BE(v as bigint, p);
+        end = p + 8;
+        break;
+      case KIND_CODES.flags: {
+        const f = v as GenlFlags;
+        writeU32(out, f.flags, p);
+        writeU32(out, f.mask, p + 4);
+        end = p + 8;
+        break;
+      }
+      case KIND_CODES.string:
+        end = p + out.write(v as string, p, 'utf8') + 1; // the NUL is already there (zeroed buffer)
+        break;
+      case KIND_CODES.binary:
+        out.set(v as Uint8Array, p);
+        end = p + (v as Uint8Array).length;
+        break;
+      case KIND_CODES.nested:
+        end = writeAttrs(out, p, (a.spec as NestedAttrSpec).table, v as Readonly<Record<string, unknown>>);
+        break;
+      default: // pad
+        end = p;
+    }
+    writeU16(out, end - start, start);
+    writeU16(out, a.type, start + 2);
+    off = align4(end);
+  }
+  return off;
 }
 
 /**
@@ -362,11 +495,17 @@ export function encodeNlMsg(h: { type: number; flags: number; seq: number; pid?:
 
 /** A generic netlink request or reply: nlmsghdr (type = family id), genlmsghdr, attributes. */
 export function encodeGenlMsg(h: { family: number; cmd: number; version: number; flags: number; seq: number; pid?: number }, attrs: Uint8Array): Buffer {
-  const payload = Buffer.alloc(GENL_HDRLEN + attrs.length);
-  payload.writeUInt8(h.cmd, 0);
-  payload.writeUInt8(h.version, 1);
-  payload.set(attrs, GENL_HDRLEN);
-  return encodeNlMsg({ type: h.family, flags: h.flags, seq: h.seq, pid: h.pid ?? 0 }, payload);
+  const len = NLMSG_HDRLEN + GENL_HDRLEN + attrs.length;
+  const out = Buffer.alloc(align4(len));
+  writeU32(out, len, 0);
+  writeU16(out, h.family, 4);
+  writeU16(out, h.flags, 6);
+  writeU32(out, h.seq >>> 0, 8);
+  writeU32(out, (h.pid ?? 0) >>> 0, 12);
+  out.writeUInt8(h.cmd, NLMSG_HDRLEN);
+  out.writeUInt8(h.version, NLMSG_HDRLEN + 1);
+  out.set(attrs, NLMSG_HDRLEN + GENL_HDRLEN);
+  return out;
 }
 
 /** Reads the nlmsghdr at `off`, or undefined when fewer than 16 bytes are left. */

@@ -15,7 +15,7 @@
  */
 
 import type { AddressFamily } from '../../config/types.ts';
-import { addressBytes, formatAddress } from '../../lib/address.ts';
+import { addressBytes, formatAddress, writeAddressBytes } from '../../lib/address.ts';
 import { CodecError } from '../../lib/errors.ts';
 import { fail, ok } from '../../lib/result.ts';
 import {
@@ -43,7 +43,7 @@ import type {
   SyncDaemon,
   TunnelType,
 } from '../model.ts';
-import { NLM_F, decodeAttrs, decodeGenlPayload, encodeAttrs, encodeGenlMsg, hostU32Bytes, readHostU32 } from './genl.ts';
+import { GENL_HDRLEN, NLMSG_HDRLEN, NLM_F, align4, attrsLength, decodeAttrs, decodeGenlPayload, hostU32Bytes, readHostU32, writeGenlMsg } from './genl.ts';
 import type { AttrTable, AttrValues, Decoded } from './genl.ts';
 
 /** The family name to resolve through the ctrl family, and the version requests carry. */
@@ -206,17 +206,22 @@ function checkFamily(family: unknown, what: string): AddressFamily {
   return family;
 }
 
-function checkInt(v: unknown, min: number, max: number, what: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new CodecError(`${what}: ${String(v)} is out of range (an integer ${min}..${max})`);
+/**
+ * `v` when it is an integer in min..max, else CodecError naming `what` and `field`. The message is only built on
+ * failure: this runs several times for each of thousands of requests.
+ */
+function checkInt(v: unknown, min: number, max: number, what: string, field?: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new CodecError(`${field === undefined ? what : `${what}: ${field}`}: ${String(v)} is out of range (an integer ${min}..${max})`);
+  }
   return v;
 }
 
 /** An address as the 16 bytes of a union nf_inet_addr (IPv4 in the first 4). */
 function addrToWire(address: string, family: AddressFamily, what: string): Buffer {
-  const bytes = addressBytes(address, family);
-  if (bytes === undefined) throw new CodecError(`${what}: ${JSON.stringify(address)} is not an IPv${family} address`);
-  const out = Buffer.alloc(NF_INET_ADDR_LEN);
-  out.set(bytes);
+  // From Node's shared pool (Buffer.alloc would create an ArrayBuffer per address), zeroed for the IPv4 tail.
+  const out = Buffer.allocUnsafe(NF_INET_ADDR_LEN).fill(0);
+  if (!writeAddressBytes(address, family, out)) throw new CodecError(`${what}: address: ${JSON.stringify(address)} is not an IPv${family} address`);
   return out;
 }
 
@@ -227,13 +232,12 @@ function addrFromWire(bytes: Buffer, family: AddressFamily, what: string): Decod
 }
 
 /** The identifying attributes of a service: AF + FWMARK, or AF + PROTOCOL + ADDR + PORT. Throws CodecError. */
-export function serviceKeyToWire(key: ServiceKey): SvcWire {
-  const what = `service ${describeKey(key)}`;
+export function serviceKeyToWire(key: ServiceKey, what = `service ${describeKey(key)}`): SvcWire {
   const family = checkFamily(key.family, what);
-  if (key.kind === 'fwmark') return { AF: familyToAf(family), FWMARK: checkInt(key.fwmark, 1, 0xffffffff, `${what}: fwmark`) };
+  if (key.kind === 'fwmark') return { AF: familyToAf(family), FWMARK: checkInt(key.fwmark, 1, 0xffffffff, what, 'fwmark') };
   const proto: number | undefined = Object.hasOwn(IP_PROTOCOLS, key.protocol) ? IP_PROTOCOLS[key.protocol] : undefined;
   if (proto === undefined) throw new CodecError(`${what}: protocol ${JSON.stringify(key.protocol)} is not one of ${Object.keys(IP_PROTOCOLS).join(', ')}`);
-  return { AF: familyToAf(family), PROTOCOL: proto, ADDR: addrToWire(key.address, family, `${what}: address`), PORT: checkInt(key.port, 0, 0xffff, `${what}: port`) };
+  return { AF: familyToAf(family), PROTOCOL: proto, ADDR: addrToWire(key.address, family, what), PORT: checkInt(key.port, 0, 0xffff, what, 'port') };
 }
 
 /** serviceKeyString, safe for keys that are not valid (error messages). */
@@ -247,9 +251,9 @@ function describeKey(key: ServiceKey): string {
 
 /** IPv4: the mask (host-order number, e.g. 0xffffff00) as big-endian bytes; IPv6: prefix 1..128 as host u32. */
 export function netmaskToWire(netmask: number, family: AddressFamily, what: string): Buffer {
-  if (family === 6) return hostU32Bytes(checkInt(netmask, 1, 128, `${what}: IPv6 netmask (prefix length)`));
+  if (family === 6) return hostU32Bytes(checkInt(netmask, 1, 128, what, 'IPv6 netmask (prefix length)'));
   const out = Buffer.alloc(4);
-  out.writeUInt32BE(checkInt(netmask, 0, 0xffffffff, `${what}: IPv4 netmask`));
+  out.writeUInt32BE(checkInt(netmask, 0, 0xffffffff, what, 'IPv4 netmask'));
   return out;
 }
 
@@ -271,11 +275,11 @@ export function serviceToWire(svc: ServiceAttrs & { key: ServiceKey }): SvcWire 
   const what = `service ${describeKey(svc.key)}`;
   const out = serviceKeyToWire(svc.key);
   if (typeof svc.scheduler !== 'string' || svc.scheduler === '') throw new CodecError(`${what}: the scheduler name is empty`);
-  const flags = checkInt(svc.flags, 0, 0xffffffff, `${what}: flags`);
+  const flags = checkInt(svc.flags, 0, 0xffffffff, what, 'flags');
   if ((flags & IMPLIED_SVC_FLAGS) !== 0) {
     throw new CodecError(`${what}: flags 0x${flags.toString(16)} include HASHED (0x2, kernel-internal) or PERSISTENT (0x1, set through timeoutS)`);
   }
-  const timeoutS = checkInt(svc.timeoutS, 0, 0xffffffff, `${what}: persistence timeout`);
+  const timeoutS = checkInt(svc.timeoutS, 0, 0xffffffff, what, 'persistence timeout');
   out.SCHED_NAME = checkName(svc.scheduler, IP_VS_SCHEDNAME_MAXLEN - 1, `${what}: scheduler`);
   out.FLAGS = { flags: (flags | (timeoutS > 0 ? SVC_FLAGS.PERSISTENT : 0)) >>> 0, mask: 0xffffffff };
   out.TIMEOUT = timeoutS;
@@ -375,7 +379,7 @@ export function statsToWire(s: IpvsStats): AttrValues<typeof IPVS_STATS64_ATTR> 
 /** A dest's identity (what DEL_DEST needs): ADDR, PORT and ADDR_FAMILY. Throws CodecError. */
 export function destKeyToWire(d: DestKey, what = `dest ${safeDestKey(d)}`): DestWire {
   const family = checkFamily(d.family, what);
-  return { ADDR: addrToWire(d.address, family, `${what}: address`), PORT: checkInt(d.port, 0, 0xffff, `${what}: port`), ADDR_FAMILY: familyToAf(family) };
+  return { ADDR: addrToWire(d.address, family, what), PORT: checkInt(d.port, 0, 0xffff, what, 'port'), ADDR_FAMILY: familyToAf(family) };
 }
 
 function safeDestKey(d: DestKey): string {
@@ -398,12 +402,12 @@ export function destToWire(d: DestKey & DestAttrs, what = `dest ${safeDestKey(d)
   const tunType: number | undefined = tunnel?.type !== undefined && Object.hasOwn(TUNNEL_TYPES, tunnel.type) ? TUNNEL_TYPES[tunnel.type] : undefined;
   if (tunType === undefined) throw new CodecError(`${what}: tunnel type ${JSON.stringify(tunnel?.type)} is not one of ${Object.keys(TUNNEL_TYPES).join(', ')}`);
   out.FWD_METHOD = fwd;
-  out.WEIGHT = checkInt(d.weight, 0, IP_VS_MAX_WEIGHT, `${what}: weight`);
-  out.U_THRESH = checkInt(d.upperThreshold, 0, 0xffffffff, `${what}: upper threshold`);
-  out.L_THRESH = checkInt(d.lowerThreshold, 0, 0xffffffff, `${what}: lower threshold`);
+  out.WEIGHT = checkInt(d.weight, 0, IP_VS_MAX_WEIGHT, what, 'weight');
+  out.U_THRESH = checkInt(d.upperThreshold, 0, 0xffffffff, what, 'upper threshold');
+  out.L_THRESH = checkInt(d.lowerThreshold, 0, 0xffffffff, what, 'lower threshold');
   out.TUN_TYPE = tunType;
-  out.TUN_PORT = checkInt(tunnel?.port, 0, 0xffff, `${what}: tunnel port`);
-  out.TUN_FLAGS = checkInt(tunnel?.flags, 0, 0xffff, `${what}: tunnel flags`);
+  out.TUN_PORT = checkInt(tunnel?.port, 0, 0xffff, what, 'tunnel port');
+  out.TUN_FLAGS = checkInt(tunnel?.flags, 0, 0xffff, what, 'tunnel flags');
   return out;
 }
 
@@ -457,10 +461,10 @@ export function daemonToWire(d: SyncDaemon): DaemonWire {
     STATE: DAEMON_STATES[d.state],
     MCAST_IFN: checkName(d.ifname, IP_VS_IFNAME_MAXLEN - 1, `${what}: interface`),
     // The sync message header carries the id in one byte (ip_vs_sync.c), so the kernel's u32 is truncated.
-    SYNC_ID: checkInt(d.syncId, 0, 255, `${what}: syncid`),
-    SYNC_MAXLEN: checkInt(d.maxLen, 0, 0xffff, `${what}: maxlen`),
-    MCAST_PORT: checkInt(d.port, 0, 0xffff, `${what}: port`),
-    MCAST_TTL: checkInt(d.ttl, 0, 255, `${what}: ttl`),
+    SYNC_ID: checkInt(d.syncId, 0, 255, what, 'syncid'),
+    SYNC_MAXLEN: checkInt(d.maxLen, 0, 0xffff, what, 'maxlen'),
+    MCAST_PORT: checkInt(d.port, 0, 0xffff, what, 'port'),
+    MCAST_TTL: checkInt(d.ttl, 0, 255, what, 'ttl'),
   };
   if (d.ifname === '') throw new CodecError(`${what}: the interface name is empty`);
   const v4 = addressBytes(d.group, 4);
@@ -545,8 +549,10 @@ export interface RequestContext {
 export interface IpvsRequest {
   cmd: IpvsCmdName;
   answer: IpvsAnswer;
-  /** Encoded top-level attributes. */
-  attrs: Buffer;
+  /** Top-level attributes, validated when the request was made (so a bad one is refused before sending). */
+  wire: CmdWire;
+  /** Bytes the attributes take on the wire. */
+  attrsLength: number;
   /** What the request is about, for errors: `TCP 10.0.0.1:80 -> 10.0.0.2:80`. */
   object: string;
   context: RequestContext;
@@ -559,11 +565,26 @@ export function requestFlags(answer: IpvsAnswer): number {
 
 /** Frames a request: nlmsghdr (type = the resolved family id) + genlmsghdr + attributes. */
 export function encodeIpvsRequest(req: IpvsRequest, family: number, seq: number): Buffer {
-  return encodeGenlMsg({ family, cmd: IPVS_CMD[req.cmd], version: IPVS_GENL_VERSION, flags: requestFlags(req.answer), seq }, req.attrs);
+  const out = Buffer.alloc(ipvsRequestSize(req));
+  writeIpvsRequest(out, 0, req, family, seq, requestFlags(req.answer));
+  return out;
 }
 
-function request(cmd: IpvsCmdName, answer: IpvsAnswer, attrs: CmdWire, object: string, context: RequestContext = {}): IpvsRequest {
-  return { cmd, answer, attrs: encodeAttrs(IPVS_CMD_ATTR, attrs, 'IPVS_CMD_ATTR'), object, context };
+/** Bytes the framed request takes (aligned): what writeIpvsRequest writes. */
+export function ipvsRequestSize(req: IpvsRequest): number {
+  return align4(NLMSG_HDRLEN + GENL_HDRLEN + req.attrsLength);
+}
+
+/**
+ * Frames a request into zeroed `out` at `off` with the given nlmsg_flags (a batch clears NLM_F_ACK on all but its
+ * last change); returns the end offset.
+ */
+export function writeIpvsRequest(out: Buffer, off: number, req: IpvsRequest, family: number, seq: number, flags: number): number {
+  return writeGenlMsg(out, off, { family, cmd: IPVS_CMD[req.cmd], version: IPVS_GENL_VERSION, flags, seq }, IPVS_CMD_ATTR, req.wire, req.attrsLength);
+}
+
+function request(cmd: IpvsCmdName, answer: IpvsAnswer, wire: CmdWire, object: string, context: RequestContext = {}): IpvsRequest {
+  return { cmd, answer, wire, attrsLength: attrsLength(IPVS_CMD_ATTR, wire, 'IPVS_CMD_ATTR'), object, context };
 }
 
 /** `TCP 10.0.0.1:80 -> 10.0.0.2:80`: the object of a dest operation. */
@@ -599,22 +620,22 @@ function destContext(service: ServiceKey, d: DestKey & DestAttrs): RequestContex
   return { weight: d.weight, upperThreshold: d.upperThreshold, lowerThreshold: d.lowerThreshold, mixedFamily: d.family !== service.family };
 }
 
-/** NEW_DEST (EEXIST when it exists, ERANGE for l_thresh > u_thresh). */
-export function newDestRequest(service: ServiceKey, d: DestKey & DestAttrs): IpvsRequest {
+/** NEW_DEST (EEXIST when it exists, ERANGE for l_thresh > u_thresh). `svcWire`: the service key, already encoded. */
+export function newDestRequest(service: ServiceKey, d: DestKey & DestAttrs, svcWire = serviceKeyToWire(service)): IpvsRequest {
   const object = destObject(service, d);
-  return request('NEW_DEST', 'ack', { SERVICE: serviceKeyToWire(service), DEST: destToWire(d, `dest ${object}`) }, object, destContext(service, d));
+  return request('NEW_DEST', 'ack', { SERVICE: svcWire, DEST: destToWire(d, `dest ${object}`) }, object, destContext(service, d));
 }
 
 /** SET_DEST (ENOENT when the dest is missing). */
-export function setDestRequest(service: ServiceKey, d: DestKey & DestAttrs): IpvsRequest {
+export function setDestRequest(service: ServiceKey, d: DestKey & DestAttrs, svcWire = serviceKeyToWire(service)): IpvsRequest {
   const object = destObject(service, d);
-  return request('SET_DEST', 'ack', { SERVICE: serviceKeyToWire(service), DEST: destToWire(d, `dest ${object}`) }, object, destContext(service, d));
+  return request('SET_DEST', 'ack', { SERVICE: svcWire, DEST: destToWire(d, `dest ${object}`) }, object, destContext(service, d));
 }
 
 /** DEL_DEST (ENOENT when the dest is missing, ESRCH when the service is). */
-export function delDestRequest(service: ServiceKey, d: DestKey): IpvsRequest {
+export function delDestRequest(service: ServiceKey, d: DestKey, svcWire = serviceKeyToWire(service)): IpvsRequest {
   const object = destObject(service, d);
-  return request('DEL_DEST', 'ack', { SERVICE: serviceKeyToWire(service), DEST: destKeyToWire(d, `dest ${object}`) }, object);
+  return request('DEL_DEST', 'ack', { SERVICE: svcWire, DEST: destKeyToWire(d, `dest ${object}`) }, object);
 }
 
 /** GET_DEST dump of one service's dests (replies: NEW_DEST; a missing service gives an empty dump). */
@@ -668,8 +689,12 @@ export function flushRequest(): IpvsRequest {
   return request('FLUSH', 'ack', {}, 'all services');
 }
 
-/** The request for one diff operation. Throws CodecError. */
-export function opRequest(op: IpvsOp): IpvsRequest {
+/**
+ * The request for one diff operation. Throws CodecError. `serviceWires` (optional) caches encoded service keys
+ * by key object: a diff repeats one key object for every dest of a service, and a table's worth of requests is
+ * built at once (frameOps).
+ */
+export function opRequest(op: IpvsOp, serviceWires?: Map<ServiceKey, SvcWire>): IpvsRequest {
   switch (op.op) {
     case 'addService':
       return newServiceRequest(op.service);
@@ -678,13 +703,78 @@ export function opRequest(op: IpvsOp): IpvsRequest {
     case 'delService':
       return delServiceRequest(op.key);
     case 'addDest':
-      return newDestRequest(op.service, op.dest);
+      return newDestRequest(op.service, op.dest, serviceWire(op.service, serviceWires));
     case 'editDest':
-      return setDestRequest(op.service, op.dest);
+      return setDestRequest(op.service, op.dest, serviceWire(op.service, serviceWires));
     case 'delDest':
-      return delDestRequest(op.service, op.dest);
+      return delDestRequest(op.service, op.dest, serviceWire(op.service, serviceWires));
   }
 }
+
+function serviceWire(key: ServiceKey, cache: Map<ServiceKey, SvcWire> | undefined): SvcWire {
+  let w = cache?.get(key);
+  if (w === undefined) {
+    w = serviceKeyToWire(key);
+    cache?.set(key, w);
+  }
+  return w;
+}
+
+/** The IPVS command of a diff operation. */
+export function opCommand(op: IpvsOp): IpvsCmdName {
+  return OP_COMMANDS[op.op];
+}
+
+const OP_COMMANDS = {
+  addService: 'NEW_SERVICE',
+  editService: 'SET_SERVICE',
+  delService: 'DEL_SERVICE',
+  addDest: 'NEW_DEST',
+  editDest: 'SET_DEST',
+  delDest: 'DEL_DEST',
+} as const satisfies Record<IpvsOp['op'], IpvsCmdName>;
+
+/** Diff operations framed back to back (seq 0, NLM_F_REQUEST | NLM_F_ACK); op i spans ends[i-1] (or 0) .. ends[i]. */
+export interface FramedOps {
+  bytes: Buffer;
+  ends: Uint32Array;
+}
+
+/**
+ * Frames every op into one buffer: validated first (CodecError names the op, and nothing is framed), then written
+ * without per-op allocations that outlive the call. The client sends runs of it as batches, setting seq and flags
+ * in place, so a table's worth of changes is a few long-lived objects rather than several per op.
+ */
+export function frameOps(ops: readonly IpvsOp[], family: number): FramedOps {
+  // One pass, each request framed as soon as it is built, into a buffer that doubles when full: no request
+  // object outlives its op (holding thousands of them through young-generation collections is what costs).
+  const cache = new Map<ServiceKey, SvcWire>();
+  const ends = new Uint32Array(ops.length);
+  let bytes = Buffer.alloc(Math.max(256, ops.length * FRAME_SIZE_GUESS));
+  let off = 0;
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i] as IpvsOp;
+    let req: IpvsRequest;
+    try {
+      req = opRequest(op, cache);
+    } catch (e) {
+      if (e instanceof Error) e.message = `op ${i} (${op.op}): ${e.message}`;
+      throw e;
+    }
+    const size = ipvsRequestSize(req);
+    if (off + size > bytes.length) {
+      const grown = Buffer.alloc(Math.max(bytes.length * 2, off + size));
+      bytes.copy(grown, 0, 0, off);
+      bytes = grown;
+    }
+    off = writeIpvsRequest(bytes, off, req, family, 0, NLM_F.REQUEST | NLM_F.ACK);
+    ends[i] = off;
+  }
+  return { bytes: bytes.subarray(0, off), ends };
+}
+
+/** Bytes a framed dest change takes (164 for NEW_DEST IPv4); the first guess of frameOps' buffer. */
+const FRAME_SIZE_GUESS = 168;
 
 // ---------------------------------------------------------------------------------------------------------
 // Replies (each takes one message's payload, after nlmsghdr)
