@@ -6,7 +6,8 @@
 
 import test from 'ava';
 import type { ExecutionContext } from 'ava';
-import { ConfigError, DEFAULT_QUORUM, parseConfig, virtualServersOf } from '../../src/config/index.ts';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, DEFAULT_QUORUM, loadConfig, parseConfig, virtualServersOf } from '../../src/config/index.ts';
 import type { ConfigIssue, VirtualServerConfig } from '../../src/config/index.ts';
 import { DEFAULT_FALL, DEFAULT_INTERVAL_MS, DEFAULT_RISE, DEFAULT_TIMEOUT_MS } from '../../src/healthcheck/index.ts';
 
@@ -338,4 +339,17 @@ test('several problems are all reported, each with its own line', (t) => {
       [11, 'virtual_servers[0].quorum.hysteresis'],
     ],
   );
+});
+
+test('the shipped health example loads, with shared checks and every check type it shows', (t) => {
+  const c = loadConfig(fileURLToPath(new URL('../../config/health.example.yaml', import.meta.url)));
+  const v = virtualServersOf(c);
+  t.deepEqual(
+    v.map((x) => x.name),
+    ['web', 'web-tls', 'dns', 'api', 'mail'],
+  );
+  t.deepEqual(v[0]?.realServers.map((r) => r.healthCheck?.spec.type), ['http', 'http', 'tcp']);
+  t.is(v[1]?.realServers[0]?.healthCheck?.caFile, '/etc/tandem/internal-ca.pem');
+  t.true(v[2]?.health?.alpha);
+  t.like(v[4]?.realServers[0]?.healthCheck?.spec, { type: 'script', dynamic: true, intervalMs: 5000, retry: 1 });
 });
