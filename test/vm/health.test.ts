@@ -312,8 +312,10 @@ test.serial('losing the quorum switches a service to its sorry server, and regai
   t.log(`quorum loss: rs1 and rs2 killed -> sorry server alone ${fmt(loss)}; bound ${fmt(LEAVE_MAX_MS)}`);
   t.true(loss >= LEAVE_MIN_MS && loss <= LEAVE_MAX_MS, `sorry server after ${loss} ms`);
   t.deepEqual(destsOf(await (client as IpvsClient).dump(), 80), [], 'plain has no sorry server: its service stays, empty');
-  const lost = records.find((r) => r.msg === 'virtual server lost quorum');
-  t.like(lost, { virtual_server: 'quorum', up_weight: 1, quorum: 2, action: 'sorry server in service' });
+  const lost = records.find((r) => r.msg === 'virtual server lost quorum' && r['virtual_server'] === 'quorum');
+  t.like(lost, { up_weight: 1, quorum: 2, action: 'sorry server in service' });
+  // plain (default quorum 1, no sorry server) lost its quorum too: logged, nothing put in.
+  t.like(records.find((r) => r.msg === 'virtual server lost quorum' && r['virtual_server'] === 'plain'), { up_weight: 0, action: 'no sorry server: the up real servers stay' });
   t.regex(await metricsText(), /tandem_virtual_server_sorry_active\{virtual_server="quorum"\} 1/);
 
   const [r1, r2] = await Promise.all([startServer('rs1'), startServer('rs2')]);
