@@ -109,8 +109,6 @@ interface CheckFields {
   type: CheckType;
   /** Spec fields by name (only keys the mapping set). */
   values: Record<string, unknown>;
-  /** Which YAML keys were set (for the merge rule). */
-  keys: Set<string>;
   caFile: string | undefined;
   dynamicWeight: Partial<WeightPolicy> | undefined;
   entry: Entry;
@@ -354,18 +352,15 @@ function readCheckFields(ck: Checker, e: Entry, inherited: CheckFields | undefin
     return `\`${key}\` applies to ${owners.join('/')} checks; this check is \`type: ${t}\``;
   });
   if (o === undefined) return undefined;
-  const f: CheckFields = { type: t, values: {}, keys: new Set(), caFile: undefined, dynamicWeight: undefined, entry: e };
+  const f: CheckFields = { type: t, values: {}, caFile: undefined, dynamicWeight: undefined, entry: e };
   let ok = true;
-  const set = (key: string, field: string, value: unknown): void => {
+  const set = (field: string, value: unknown): void => {
     if (value === undefined) ok = false;
-    else {
-      f.values[field] = value;
-      f.keys.add(key);
-    }
+    else f.values[field] = value;
   };
   const opt = (key: string, read: (x: Entry) => unknown, field = key): void => {
     const x = o.optional(key);
-    if (x !== undefined) set(key, field, read(x));
+    if (x !== undefined) set(field, read(x));
   };
 
   // shared keys
@@ -385,7 +380,6 @@ function readCheckFields(ck: Checker, e: Entry, inherited: CheckFields | undefin
   if (dwE !== undefined) {
     f.dynamicWeight = readDynamicWeight(ck, dwE);
     if (f.dynamicWeight === undefined) ok = false;
-    else f.keys.add('dynamic_weight');
   }
 
   switch (t) {
@@ -423,7 +417,6 @@ function readCheckFields(ck: Checker, e: Entry, inherited: CheckFields | undefin
         if (caE !== undefined) {
           f.caFile = readAbsolutePath(ck, caE, 'ca_file', '/etc/tandem/ca.pem');
           if (f.caFile === undefined) ok = false;
-          else f.keys.add('ca_file');
         }
       }
       break;
@@ -484,8 +477,8 @@ function readCheckFields(ck: Checker, e: Entry, inherited: CheckFields | undefin
       if (pE !== undefined && phE !== undefined) {
         ck.issue(phE.offset, phE.path, 'give `payload` (text) or `payload_hex` (bytes in hex), not both');
         ok = false;
-      } else if (pE !== undefined) set('payload', 'payload', textBytes(readText(ck, pE, 'payload', { allowEmpty: true, multiline: true })));
-      else if (phE !== undefined) set('payload_hex', 'payload', readHex(ck, phE, 'payload_hex'));
+      } else if (pE !== undefined) set('payload', textBytes(readText(ck, pE, 'payload', { allowEmpty: true, multiline: true })));
+      else if (phE !== undefined) set('payload', readHex(ck, phE, 'payload_hex'));
       opt('expect', (x) => readUdpExpect(ck, x), 'udpExpect');
       opt('require_reply', (x) => readBool(ck, x, 'require_reply'), 'requireReply');
       opt('regex_timeout', (x) => readDuration(ck, x, 'regex_timeout', { min: HEALTH_LIMITS.regexTimeoutMinMs, max: HEALTH_LIMITS.regexTimeoutMaxMs }), 'regexTimeoutMs');
