@@ -220,3 +220,14 @@ test('an unreadable ca_file stops start with a message naming it', (t) => {
   const err = t.throws(() => s.driver.start());
   t.regex(err?.message ?? '', /cannot read ca_file \/nonexistent\/ca\.pem of virtual server web/);
 });
+
+test('a kernel refusal is counted by kind and errno and the other changes still apply', async (t) => {
+  const s = setup(config());
+  s.client.failOp = (op) => (op.op === 'addDest' && op.dest.address === '10.99.1.22' ? 34 : undefined);
+  s.driver.start();
+  await runUntil(s.clock, 100);
+  t.deepEqual(s.kernel(), ['10.99.1.21:1']);
+  t.regex(await s.metric('tandem_ipvs_op_errors_total'), /\{kind="addDest",error="ERANGE"\} 1/);
+  t.regex(await s.metric('tandem_ipvs_reconciles_total'), /\{reason="start",result="error"\} 1/);
+  await s.driver.stop();
+});
