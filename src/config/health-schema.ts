@@ -85,8 +85,10 @@ const QUORUM_KEYS = ['min', 'hysteresis'] as const;
 
 /** The ranges of health-check keys (milliseconds for durations), for messages, docs and tests. */
 export const HEALTH_LIMITS = {
+  /** Below 100 ms a check per server costs more than it tells: a dead server still needs `fall` checks. */
   intervalMinMs: 100,
   intervalMaxMs: 3_600_000,
+  /** A LAN round trip plus a server's accept takes a few ms; 10 ms is the least that can pass at all. */
   timeoutMinMs: 10,
   timeoutMaxMs: 600_000,
   riseFallMax: 100,
