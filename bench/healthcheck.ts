@@ -9,11 +9,13 @@
  * 10,000 listeners plus the connections being served, so `ulimit -n` must be at least 12,000 (the bench says
  * so and stops otherwise).
  *
- *   npm run bench:healthcheck                     # 20 s, 5,000 + 5,000 targets, 1 s interval
+ *   npm run bench:healthcheck                     # 20 s, 5,000 + 5,000 targets, 1 s interval, then an 8 s floor
+ *   FLOOR_SECONDS=0 npm run bench:healthcheck     # without the raw-socket floor
  *   SECONDS_RUN=60 TCP=5000 HTTP=5000 INTERVAL_MS=1000 npm run bench:healthcheck
  */
 
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -63,6 +65,60 @@ const listen = (server, host, port) => new Promise((resolve, reject) => {
 })().catch((e) => { console.error('targets:', e.message); process.exit(1); });
 process.on('disconnect', () => process.exit(0));
 `;
+
+// ---------------------------------------------------------------- floor: raw node sockets
+
+/**
+ * The same connections without tandem: plain `net.connect` at a fixed rate, TCP checks reset at connect, HTTP
+ * checks send a request and reset at the first reply bytes. On loopback much of a check's cost is the kernel's
+ * TCP work for both ends (the target's SYN-ACK and accept run in the checker's connect), so this floor, measured
+ * in the same run on the same targets, is the yardstick for what tandem's scheduling and parsing add.
+ */
+async function measureFloor(nTcp: number, nHttp: number, intervalMs: number, seconds: number): Promise<{ rate: number; usPerCheck: number; cores: number }> {
+  const tcpRate = (nTcp * 1000) / intervalMs;
+  const httpRate = (nHttp * 1000) / intervalMs;
+  const request = 'GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n';
+  let done = 0;
+  let iTcp = 0;
+  let iHttp = 0;
+  const one = (http: boolean): void => {
+    const i = http ? iHttp++ % Math.max(1, nHttp) : iTcp++ % Math.max(1, nTcp);
+    const s = net.connect({ host: addressOf(i), port: http ? HTTP_PORT : TCP_PORT });
+    const t = setTimeout(() => s.destroy(), 1000);
+    s.on('error', () => clearTimeout(t));
+    s.once('connect', () => {
+      if (!http) {
+        clearTimeout(t);
+        s.resetAndDestroy();
+        done++;
+        return;
+      }
+      s.write(request);
+      s.once('data', () => {
+        clearTimeout(t);
+        s.resetAndDestroy();
+        done++;
+      });
+    });
+  };
+  const tickMs = 10;
+  let owedTcp = 0;
+  let owedHttp = 0;
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  const iv = setInterval(() => {
+    owedTcp += (tcpRate * tickMs) / 1000;
+    owedHttp += (httpRate * tickMs) / 1000;
+    for (; owedTcp >= 1; owedTcp--) one(false);
+    for (; owedHttp >= 1; owedHttp--) one(true);
+  }, tickMs);
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  clearInterval(iv);
+  const wall = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  await new Promise((r) => setTimeout(r, 1200));
+  return { rate: done / wall, usPerCheck: (cpu.user + cpu.system) / Math.max(1, done), cores: (cpu.user + cpu.system) / 1e6 / wall };
+}
 
 // ---------------------------------------------------------------- checking process
 
@@ -136,6 +192,9 @@ async function main(): Promise<void> {
   const cpu = process.cpuUsage(cpu0);
   const rss = process.memoryUsage().rss;
   monitor.stop();
+  await new Promise((r) => setTimeout(r, 1500));
+  const floorSeconds = Math.min(seconds, Number(process.env['FLOOR_SECONDS'] ?? 8));
+  const floor = floorSeconds > 0 ? await measureFloor(nTcp, nHttp, intervalMs, floorSeconds) : undefined;
   child.disconnect();
 
   const total = perType.tcp + perType.http;
@@ -152,6 +211,11 @@ async function main(): Promise<void> {
   console.log(`event-loop lag  p99 ${quantile(lagSamples, 0.99).toFixed(1)} ms, max ${quantile(lagSamples, 1).toFixed(1)} ms`);
   console.log(`RSS             ${(rss / 1048576).toFixed(0)} MiB at the end, ${(rssMax / 1048576).toFixed(0)} MiB max`);
   console.log(`machine load    ${loadavg().map((l) => l.toFixed(1)).join(' ')} on ${cpus().length} CPUs`);
+  if (floor !== undefined) {
+    const usPerCheck = (cpu.user + cpu.system) / Math.max(1, total);
+    console.log(`floor           raw node sockets, same targets and rates, no tandem: ${floor.rate.toFixed(0)} checks/s, ${(floor.cores * 100).toFixed(1)} % of one core, ${floor.usPerCheck.toFixed(1)} us per check`);
+    console.log(`tandem adds     ${(usPerCheck - floor.usPerCheck).toFixed(1)} us per check over the floor (${(usPerCheck / floor.usPerCheck).toFixed(2)}x); 10,000 checks/s at the floor's cost would take ${((floor.usPerCheck * 10_000) / 1e6 * 100).toFixed(0)} % of one core`);
+  }
   if (quantile(lagSamples, 0.99) > 200) {
     console.log('note: the event loop lagged by more than 200 ms: this process did not get the CPU it asked for (a busy');
     console.log('      machine, or the target process starving it); checks/s is then a lower bound and CPU per check the');

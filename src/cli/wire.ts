@@ -4,6 +4,11 @@
  */
 
 import type { TandemConfig } from '../config/types.ts';
+import { virtualServersOf } from '../config/index.ts';
+import { FileOwnedStore, FullnatReconciler, createIpvsClient, createNftHost, deriveFullnatRules } from '../ipvs/index.ts';
+import type { IpvsClient } from '../ipvs/index.ts';
+import { LvsDriver } from '../lvs/index.ts';
+import { messageOf } from '../lib/errors.ts';
 import { Director } from '../director/director.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/log.ts';
@@ -29,7 +34,27 @@ export function loadAuthKeys(config: TandemConfig): AuthKey[] | undefined {
 
 export interface Daemon {
   director: Director;
+  /** Present when the configuration has virtual servers. */
+  lvs: LvsDriver | undefined;
   stop(): Promise<void>;
+}
+
+/**
+ * The LVS driver (not started yet) of a configuration with virtual servers (IPVS client, owned-services store,
+ * FULLNAT), or undefined when it has none. Throws when IPVS cannot be opened (no ip_vs module, no CAP_NET_ADMIN).
+ */
+async function startLvs(config: TandemConfig, clock: Clock, logger: Logger): Promise<{ lvs: LvsDriver; client: IpvsClient } | undefined> {
+  if (virtualServersOf(config).length === 0) return undefined;
+  let client: IpvsClient;
+  try {
+    client = await createIpvsClient();
+  } catch (e) {
+    throw new Error(`cannot open IPVS for virtual_servers: ${messageOf(e)} (needs root / CAP_NET_ADMIN and the ip_vs module)`, { cause: e });
+  }
+  const { store, warning } = await FileOwnedStore.load(config.node.stateDir);
+  if (warning !== undefined) logger.log('warn', 'owned IPVS services', { warning });
+  const fullnat = new FullnatReconciler({ host: createNftHost(), logger, desired: () => deriveFullnatRules(config) });
+  return { lvs: new LvsDriver({ config, clock, logger, client, owned: store, fullnat }), client };
 }
 
 /** Wires and starts the daemon. */
@@ -70,12 +95,38 @@ export async function startDaemon(config: TandemConfig, clock: Clock, logger: Lo
   director.events.on(metrics.observe);
   let server: Server | undefined;
   if (config.metrics.listen !== undefined) server = await serveMetrics(metrics.registry, config.metrics.listen);
+  // IPVS and health checks run on both directors whatever the election state: a failover moves only the VIPs.
+  const closeServer = async (): Promise<void> => {
+    if (server !== undefined) await new Promise<void>((r) => server.close(() => r()));
+  };
+  const lvs = await startLvs(config, clock, logger).catch(async (e: unknown) => {
+    await closeServer();
+    throw e;
+  });
+  if (lvs !== undefined) {
+    // Subscribe before start: the initial states are events too.
+    lvs.lvs.monitor.events.on(metrics.observeHealth);
+    lvs.lvs.reconciler.events.on(metrics.observeIpvs);
+    lvs.lvs.events.on(metrics.observeLvs);
+    try {
+      lvs.lvs.start();
+    } catch (e) {
+      lvs.client.close();
+      await closeServer();
+      throw e;
+    }
+  }
   await director.start();
   return {
     director,
+    lvs: lvs?.lvs,
     async stop() {
       await director.stop();
-      if (server !== undefined) await new Promise<void>((r) => server.close(() => r()));
+      if (lvs !== undefined) {
+        await lvs.lvs.stop();
+        lvs.client.close();
+      }
+      await closeServer();
     },
   };
 }

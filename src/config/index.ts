@@ -9,6 +9,7 @@ export type {
   AuthConfig,
   AuthMode,
   GarpConfig,
+  HealthCheckConfig,
   IpvsConfig,
   IpvsManageMode,
   IpvsTimeoutsConfig,
@@ -31,6 +32,8 @@ export type {
   VsTunnelChecksum,
   VsTunnelConfig,
   VsTunnelType,
+  VsHealthConfig,
+  VsQuorumConfig,
 } from './types.ts';
 export {
   AUTH_MODES,
@@ -64,5 +67,6 @@ export {
   ipvsSettings,
   virtualServersOf,
 } from './schema.ts';
+export { DEFAULT_QUORUM, HEALTH_COMMON_KEYS, HEALTH_LIMITS, HEALTH_TYPE_KEYS } from './health-schema.ts';
 export { ConfigError, formatConfigIssue } from '../lib/errors.ts';
 export type { ConfigIssue } from '../lib/errors.ts';

@@ -14,12 +14,14 @@ import { isAlias, isMap, isScalar, isSeq } from 'yaml';
 import type { Document, Scalar, YAMLMap, YAMLSeq } from 'yaml';
 import { addressBytes, formatAddress } from '../lib/address.ts';
 import { formatDuration, parseDuration } from '../lib/duration.ts';
+import { DEFAULT_QUORUM, readQuorum, readVsHealthCheck, resolveServerCheck } from './health-schema.ts';
 import { AUTH_MODES, IPVS_MANAGE_MODES, VS_FORWARDING, VS_PERSISTENCE_ENGINES, VS_PROTOCOLS, VS_SCHEDULER_FLAGS, VS_SCHEDULERS, VS_TUNNEL_CHECKSUMS, VS_TUNNEL_TYPES } from './types.ts';
 import type {
   AddressFamily,
   AuthConfig,
   AuthMode,
   GarpConfig,
+  HealthCheckConfig,
   IpvsConfig,
   IpvsTimeoutsConfig,
   MetricsConfig,
@@ -142,17 +144,17 @@ export type SchemaResult = { ok: true; config: TandemConfig } | { ok: false; iss
 // Node access helpers
 
 /** A resolved YAML value node (aliases followed); null when there is no node at all. */
-type Value = Scalar | YAMLMap | YAMLSeq | null;
+export type Value = Scalar | YAMLMap | YAMLSeq | null;
 
 /** A value found under a key or at a list index, with the offset to report issues at. */
-interface Entry {
+export interface Entry {
   value: Value;
   offset: number;
   path: string;
 }
 
 /** Collects issues and resolves nodes against the document. */
-class Checker {
+export class Checker {
   readonly issues: SchemaIssue[] = [];
   /** `offset:path` of values that are dangling aliases: already reported, so later checks stay quiet there. */
   private readonly danglingAliases = new Set<string>();
@@ -196,7 +198,7 @@ function offsetOf(node: unknown, fallback: number): number {
 }
 
 /** Describes a value for a `got ...` clause. */
-function describe(v: Value): string {
+export function describe(v: Value): string {
   if (v === null) return 'nothing (the value is empty)';
   if (isMap(v)) return 'a mapping';
   if (isSeq(v)) return 'a list';
@@ -209,7 +211,7 @@ function describe(v: Value): string {
 }
 
 /** The text of a scalar when it is a string. */
-function stringOf(v: Value): string | undefined {
+export function stringOf(v: Value): string | undefined {
   return isScalar(v) && typeof v.value === 'string' ? v.value : undefined;
 }
 
@@ -260,7 +262,7 @@ export function suggest(word: string, candidates: readonly string[]): string | u
 }
 
 /** A checked mapping: its known keys, for typed reads. */
-class Obj {
+export class Obj {
   constructor(
     private readonly ck: Checker,
     readonly path: string,
@@ -290,7 +292,7 @@ class Obj {
  * Checks that `e` is a mapping whose keys are all in `allowed` and returns it as an Obj. Unknown keys are
  * reported with a suggestion; `explain` may give a better message for a key that is valid elsewhere.
  */
-function readMap(ck: Checker, e: Entry, what: string, allowed: readonly string[], explain?: (key: string) => string | undefined): Obj | undefined {
+export function readMap(ck: Checker, e: Entry, what: string, allowed: readonly string[], explain?: (key: string) => string | undefined): Obj | undefined {
   if (!isMap(e.value)) {
     ck.issue(e.offset, e.path, `${what} must be a mapping of key: value pairs (${allowed.map((k) => `\`${k}\``).join(', ')}); got ${describe(e.value)}`);
     return undefined;
@@ -325,7 +327,7 @@ function readMap(ck: Checker, e: Entry, what: string, allowed: readonly string[]
 }
 
 /** Checks that `e` is a list and returns its items as entries (paths `path[i]`). */
-function readList(ck: Checker, e: Entry, key: string, example: string): Entry[] | undefined {
+export function readList(ck: Checker, e: Entry, key: string, example: string): Entry[] | undefined {
   if (!isSeq(e.value)) {
     ck.issue(e.offset, e.path, `${key} must be a list, e.g. \`${key}: ${example}\`; got ${describe(e.value)}`);
     return undefined;
@@ -338,7 +340,7 @@ function readList(ck: Checker, e: Entry, key: string, example: string): Entry[] 
 }
 
 /** An integer in [min, max]; `note` is appended to the range in the message. */
-function readInt(ck: Checker, e: Entry, key: string, min: number, max: number, note = ''): number | undefined {
+export function readInt(ck: Checker, e: Entry, key: string, min: number, max: number, note = ''): number | undefined {
   const v = e.value;
   if (isScalar(v) && typeof v.value === 'number' && Number.isInteger(v.value) && v.value >= min && v.value <= max) return v.value;
   const quoted = typeof stringOf(v) === 'string' && /^\s*-?\d+\s*$/.test(stringOf(v) ?? '') ? ' (write the number without quotes)' : '';
@@ -347,14 +349,14 @@ function readInt(ck: Checker, e: Entry, key: string, min: number, max: number, n
 }
 
 /** true or false. */
-function readBool(ck: Checker, e: Entry, key: string): boolean | undefined {
+export function readBool(ck: Checker, e: Entry, key: string): boolean | undefined {
   if (isScalar(e.value) && typeof e.value.value === 'boolean') return e.value.value;
   ck.issue(e.offset, e.path, `${key} must be true or false; got ${describe(e.value)}`);
   return undefined;
 }
 
 /** A non-empty string (numbers and booleans are refused: they must be quoted to be names). */
-function readString(ck: Checker, e: Entry, key: string, what: string): string | undefined {
+export function readString(ck: Checker, e: Entry, key: string, what: string): string | undefined {
   const s = stringOf(e.value);
   if (s !== undefined && s.trim() !== '') return s;
   const hint = isScalar(e.value) && (typeof e.value.value === 'number' || typeof e.value.value === 'boolean') ? ' (quote it to use it as text)' : '';
@@ -380,7 +382,7 @@ interface DurationRule {
 }
 
 /** A duration string (`20ms`, `1s`, `1.5s`, `2m`) converted to whole milliseconds and checked against `rule`. */
-function readDuration(ck: Checker, e: Entry, key: string, rule: DurationRule): number | undefined {
+export function readDuration(ck: Checker, e: Entry, key: string, rule: DurationRule): number | undefined {
   const v = e.value;
   const span = `${human(rule.min)}..${human(rule.max)}`;
   const range = rule.zeroOff === true ? `0s (off) or ${span}` : span;
@@ -411,7 +413,7 @@ function readDuration(ck: Checker, e: Entry, key: string, rule: DurationRule): n
 }
 
 /** A value read with a default: the default when the key is absent, the checked value, or undefined on error. */
-function withDefault<T>(e: Entry | undefined, fallback: T, read: (e: Entry) => T | undefined): T | undefined {
+export function withDefault<T>(e: Entry | undefined, fallback: T, read: (e: Entry) => T | undefined): T | undefined {
   return e === undefined ? fallback : read(e);
 }
 
@@ -419,7 +421,7 @@ function withDefault<T>(e: Entry | undefined, fallback: T, read: (e: Entry) => T
 // Addresses
 
 /** A parsed IP address: family, bytes and canonical text (lib/address.ts `canonicalAddress` form). */
-interface Ip {
+export interface Ip {
   family: AddressFamily;
   bytes: Buffer;
   text: string;
@@ -441,12 +443,12 @@ function isUnspecified(ip: Ip): boolean {
   return ip.bytes.every((b) => b === 0);
 }
 
-function familyName(f: AddressFamily): string {
+export function familyName(f: AddressFamily): string {
   return f === 4 ? 'IPv4' : 'IPv6';
 }
 
 /** An IP address literal; `unicast` refuses multicast and unspecified addresses. */
-function readIp(ck: Checker, e: Entry, key: string, kind: 'unicast' | 'multicast'): Ip | undefined {
+export function readIp(ck: Checker, e: Entry, key: string, kind: 'unicast' | 'multicast'): Ip | undefined {
   const s = stringOf(e.value);
   if (s === undefined) {
     ck.issue(e.offset, e.path, `${key} must be an IPv4 or IPv6 address such as 10.99.0.2 or fd00::2; got ${describe(e.value)}`);
@@ -541,7 +543,7 @@ function readInterface(ck: Checker, e: Entry, key: string): string | undefined {
 }
 
 /** An absolute filesystem path. */
-function readAbsolutePath(ck: Checker, e: Entry, key: string, example: string): string | undefined {
+export function readAbsolutePath(ck: Checker, e: Entry, key: string, example: string): string | undefined {
   const s = readString(ck, e, key, `an absolute path such as ${example}`);
   if (s === undefined) return undefined;
   if (!isAbsolute(s)) {
@@ -589,7 +591,7 @@ const GARP_KEYS = ['repeat', 'interval', 'refresh'] as const;
 const METRICS_KEYS = ['listen'] as const;
 
 /** An enum-like string value with a suggestion when misspelt. */
-function readChoice<T extends string>(ck: Checker, e: Entry, key: string, choices: readonly T[]): T | undefined {
+export function readChoice<T extends string>(ck: Checker, e: Entry, key: string, choices: readonly T[]): T | undefined {
   const s = stringOf(e.value);
   const found = choices.find((c) => c === s);
   if (found !== undefined) return found;
@@ -860,11 +862,18 @@ const VS_KEYS = [
   'one_packet',
   'fullnat',
   'real_servers',
+  'health_check',
+  'inhibit_on_failure',
+  'quorum',
+  'sorry_server',
+  'alpha',
 ] as const;
 const VS_TUNNEL_KEYS = ['type', 'port', 'checksum'] as const;
 const VS_PERSISTENCE_KEYS = ['timeout', 'netmask', 'pe'] as const;
 const VS_FULLNAT_KEYS = ['source'] as const;
-const REAL_SERVER_KEYS = ['address', 'port', 'weight', 'upper_threshold', 'lower_threshold'] as const;
+const REAL_SERVER_KEYS = ['address', 'port', 'weight', 'upper_threshold', 'lower_threshold', 'health_check'] as const;
+/** A sorry server is a real server without a check of its own (it is used only when the others are down). */
+const SORRY_SERVER_KEYS = ['address', 'port', 'weight', 'upper_threshold', 'lower_threshold'] as const;
 const VS_FAMILIES = ['ipv4', 'ipv6'] as const;
 
 /** IP_VS_SVC_F_SCHED1..3 bit of each scheduler flag (include/uapi/linux/ip_vs.h). */
@@ -1063,8 +1072,10 @@ function readRealServer(
   e: Entry,
   svc: { id: VirtualServiceId | undefined; forwarding: VsForwarding | undefined },
   seen: Map<string, string>,
+  health?: (own: Entry | undefined, family: AddressFamily) => HealthCheckConfig | undefined | false,
+  what = 'a real server',
 ): RealServerConfig | undefined {
-  const o = readMap(ck, e, 'a real server', REAL_SERVER_KEYS);
+  const o = readMap(ck, e, what, health === undefined ? SORRY_SERVER_KEYS : REAL_SERVER_KEYS);
   if (o === undefined) return undefined;
   const aE = o.required('address', 'the real server\'s address, e.g. `address: 10.99.0.21`');
   const ip = aE === undefined ? undefined : readIp(ck, aE, 'address', 'unicast');
@@ -1106,8 +1117,12 @@ function readRealServer(
       ok = false;
     } else seen.set(key, e.path);
   }
+  const check = health === undefined || ip === undefined ? undefined : health(o.optional('health_check'), ip.family);
+  if (check === false) ok = false;
   if (!ok || ip === undefined || port === undefined || weight === undefined || upper === undefined || lower === undefined) return undefined;
-  return { address: ip.text, family: ip.family, port, weight, upperThreshold: upper, lowerThreshold: lower };
+  const rs: RealServerConfig = { address: ip.text, family: ip.family, port, weight, upperThreshold: upper, lowerThreshold: lower };
+  if (check !== undefined && check !== false) rs.healthCheck = check;
+  return rs;
 }
 
 /** What earlier virtual servers claimed, for uniqueness checks. */
@@ -1272,6 +1287,27 @@ function readVirtualServer(ck: Checker, e: Entry, claims: VsClaims): VirtualServ
   }
   if (onePacket === undefined) fail();
 
+  // health checking (before the real servers: they inherit the check)
+  const hcE = o.optional('health_check');
+  const vsCheck = hcE === undefined ? undefined : readVsHealthCheck(ck, hcE);
+  if (hcE !== undefined && vsCheck === undefined) fail();
+  const alphaE = o.optional('alpha');
+  const alpha = withDefault(alphaE, false, (x) => readBool(ck, x, 'alpha'));
+  if (alpha === undefined) fail();
+  const inhibitE = o.optional('inhibit_on_failure');
+  const inhibitOnFailure = withDefault(inhibitE, false, (x) => readBool(ck, x, 'inhibit_on_failure'));
+  if (inhibitOnFailure === undefined) fail();
+  const quorumE = o.optional('quorum');
+  const quorum = withDefault(quorumE, { ...DEFAULT_QUORUM }, (x) => readQuorum(ck, x));
+  if (quorum === undefined) fail();
+  /** The inherited check, built once (its problems are reported once, at the virtual server's key). */
+  let inheritedCheck: { ok: true; check: HealthCheckConfig | undefined } | { ok: false } | undefined;
+  const health = (own: Entry | undefined, rsFamily: AddressFamily): HealthCheckConfig | undefined | false => {
+    if (own === undefined && hcE !== undefined && vsCheck === undefined) return undefined;
+    const r = own === undefined ? (inheritedCheck ??= resolveServerCheck(ck, undefined, vsCheck, alpha === true, rsFamily)) : resolveServerCheck(ck, own, vsCheck, alpha === true, rsFamily);
+    return r.ok ? r.check : false;
+  };
+
   // real servers
   const rsE = o.optional('real_servers');
   const realServers: RealServerConfig[] = [];
@@ -1279,13 +1315,24 @@ function readVirtualServer(ck: Checker, e: Entry, claims: VsClaims): VirtualServ
   if (list === undefined) fail();
   const seen = new Map<string, string>();
   for (const item of list ?? []) {
-    const rs = readRealServer(ck, item, { id, forwarding }, seen);
+    const rs = readRealServer(ck, item, { id, forwarding }, seen, health);
     if (rs === undefined) fail();
     else realServers.push(rs);
   }
+  const sorryE = o.optional('sorry_server');
+  const sorryServer = sorryE === undefined ? undefined : readRealServer(ck, sorryE, { id, forwarding }, seen, undefined, 'a sorry server');
+  if (sorryE !== undefined && sorryServer === undefined) fail();
+  if (alphaE !== undefined && alpha === true && !realServers.some((r) => r.healthCheck !== undefined) && hcE === undefined) {
+    ck.issue(alphaE.offset, alphaE.path, '`alpha` starts checked real servers down until they pass `rise` checks, but no real server here has a `health_check`; add one or remove `alpha`');
+    fail();
+  }
 
   if (!ok || name === undefined || id === undefined || scheduler === undefined || forwarding === undefined || onePacket === undefined) return undefined;
-  return { name, service: id, scheduler, schedulerFlags, forwarding, tunnel, persistence, onePacket, fullnat, realServers };
+  if (alpha === undefined || inhibitOnFailure === undefined || quorum === undefined) return undefined;
+  const vs: VirtualServerConfig = { name, service: id, scheduler, schedulerFlags, forwarding, tunnel, persistence, onePacket, fullnat, realServers };
+  const anyHealth = hcE !== undefined || alphaE !== undefined || inhibitE !== undefined || quorumE !== undefined || sorryE !== undefined || realServers.some((r) => r.healthCheck !== undefined);
+  if (anyHealth) vs.health = { inhibitOnFailure, quorum, sorryServer, alpha };
+  return vs;
 }
 
 function readVirtualServers(ck: Checker, e: Entry): VirtualServerConfig[] | undefined {

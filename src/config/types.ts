@@ -3,6 +3,8 @@
  * parsed. The YAML keys (snake_case) and their mapping live in schema.ts; docs/configuration.md documents them.
  */
 
+import type { HealthCheckSpec, WeightPolicy } from '../healthcheck/index.ts';
+
 export const AUTH_MODES = ['receive-only', 'permissive', 'enforce'] as const;
 export type AuthMode = (typeof AUTH_MODES)[number];
 
@@ -168,6 +170,40 @@ export interface RealServerConfig {
   weight: number;
   upperThreshold: number;
   lowerThreshold: number;
+  /**
+   * The health check of this real server: its own `health_check` merged over the virtual server's (absent when
+   * neither has one: the server is always up).
+   */
+  healthCheck?: HealthCheckConfig;
+}
+
+/** A configured health check: the checker's spec with every default applied, plus what the daemon resolves. */
+export interface HealthCheckConfig {
+  /** What one check does and when (`alpha` comes from the virtual server). */
+  spec: HealthCheckSpec;
+  /** https: a PEM file of trusted CA certificates, read when the daemon starts (instead of the system store). */
+  caFile: string | undefined;
+  /** How reported weights are smoothed and bounded (`dynamic_weight`); unset keys take weights.ts defaults. */
+  dynamicWeight: Partial<WeightPolicy> | undefined;
+}
+
+/** Quorum of a virtual server (keepalived `quorum` / `hysteresis`), in units of real server weight. */
+export interface VsQuorumConfig {
+  /** Lost when the weight of the up real servers falls below `min - hysteresis` (or to 0). */
+  min: number;
+  /** Regained when that weight reaches `min + hysteresis`. */
+  hysteresis: number;
+}
+
+/** The health-related settings of a virtual server. */
+export interface VsHealthConfig {
+  /** A failed real server stays in the table with weight 0 instead of being removed (keepalived `inhibit_on_failure`). */
+  inhibitOnFailure: boolean;
+  quorum: VsQuorumConfig;
+  /** Put in (alone) while the quorum is lost; absent = the up servers stay. */
+  sorryServer: RealServerConfig | undefined;
+  /** Checked real servers start down until `rise` checks pass (keepalived `alpha`). */
+  alpha: boolean;
 }
 
 export interface VirtualServerConfig {
@@ -183,4 +219,9 @@ export interface VirtualServerConfig {
   /** Set exactly when forwarding is `fullnat`: the director address the real servers see as the client. */
   fullnat: { source: string } | undefined;
   realServers: RealServerConfig[];
+  /**
+   * Present when the virtual server has any of `health_check`, `inhibit_on_failure`, `quorum`, `sorry_server`,
+   * `alpha` (or a real server has its own `health_check`); absent = no health checking, every server always up.
+   */
+  health?: VsHealthConfig;
 }

@@ -11,8 +11,8 @@ import type { NetlinkIpvsClientOptions } from './netlink/index.ts';
 export * from './model.ts';
 export { applyOps, defaultNetmask, destAttrsEqual, diff, normalizeDestAttrs, normalizeServiceAttrs, serviceAttrsEqual } from './diff.ts';
 export type { DiffOptions } from './diff.ts';
-export { FORWARDING_TO_FWD, derive, deriveService, realServerId, serviceKeyOf } from './derive.ts';
-export type { HealthMap, OverrideMap, RealServerHealth, RealServerOverride } from './derive.ts';
+export { FORWARDING_TO_FWD, derive, deriveService, members, realServerId, serviceKeyOf, stepQuorum } from './derive.ts';
+export type { HealthMap, HealthSnapshot, Member, OverrideMap, QuorumMap, RealServerHealth, RealServerOverride, RealServerStatus } from './derive.ts';
 export {
   OP_ERROR_LOG_WINDOW_MS,
   RECONCILE_RETRY_MS,

@@ -211,8 +211,10 @@ export function runStream(target: CheckTarget, timeouts: StreamTimeouts, signal:
       connected = true;
       if (connectTimer !== undefined) clearTimeout(connectTimer);
       if (secured) step(handler.onConnect(io));
-      // The idle timer only for attempts that go on reading (a TCP check is over at this point).
-      if (!done) s.setTimeout(timeouts.readTimeoutMs);
+      // The idle timer only for attempts that go on reading (a TCP check is over at this point), and only when
+      // it can fire before the overall deadline: armed after the connect, a silence of readTimeoutMs >= timeoutMs
+      // can never end the attempt first (and node refreshes a socket timer on every read and write).
+      if (!done && timeouts.readTimeoutMs < timeouts.timeoutMs) s.setTimeout(timeouts.readTimeoutMs);
     });
     if (tlsOpts !== undefined) {
       s.once('secureConnect', () => {

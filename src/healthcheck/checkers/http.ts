@@ -94,6 +94,25 @@ function judge(spec: HttpCheckSpec, p: HttpResponseParser, hash: Hash | undefine
   return pass(line);
 }
 
+/** Encoded requests per spec and target: a probe sends the same bytes every interval, so build them once. */
+const requests = new WeakMap<HttpCheckSpec, Map<string, Buffer>>();
+
+/** The request bytes of (target, spec), cached (never mutated: sockets write them as they are). */
+function requestBytes(target: CheckTarget, spec: HttpCheckSpec): Buffer {
+  let byTarget = requests.get(spec);
+  if (byTarget === undefined) {
+    byTarget = new Map();
+    requests.set(spec, byTarget);
+  }
+  const key = `${target.address} ${target.port}`;
+  let bytes = byTarget.get(key);
+  if (bytes === undefined) {
+    bytes = Buffer.from(buildRequest(target, spec), 'utf8');
+    byTarget.set(key, bytes);
+  }
+  return bytes;
+}
+
 /** Validation results per spec object: a probe runs the same spec every interval, so validate it once. */
 const validated = new WeakMap<HttpCheckSpec, string | undefined>();
 
@@ -126,7 +145,7 @@ export function checkHttp(target: CheckTarget, spec: HttpCheckSpec, signal: Abor
     if (sni !== undefined) tlsOpts.servername = sni;
     if (spec.ca !== undefined) tlsOpts.ca = spec.ca;
   }
-  const request = buildRequest(target, spec);
+  const request = requestBytes(target, spec);
   const afterParse = (st: ReturnType<HttpResponseParser['push']>): Outcome | undefined => {
     if (st.state === 'more') return undefined;
     if (st.state === 'error') return failure(st.reason, st.detail);
