@@ -80,12 +80,16 @@ export function destAttrsEqual(a: DestAttrs, b: DestAttrs): boolean {
   );
 }
 
+// Built field by field, not by spreading the normalized attributes: a cold table is one body per dest, and
+// object spreads are the slow path.
 function serviceOpBody(s: Service): ServiceAttrs & { key: ServiceKey } {
-  return { key: s.key, ...normalizeServiceAttrs(s) };
+  const n = normalizeServiceAttrs(s);
+  return { key: s.key, scheduler: n.scheduler, flags: n.flags, timeoutS: n.timeoutS, netmask: n.netmask, peName: n.peName };
 }
 
 function destOpBody(d: Dest): DestKey & DestAttrs {
-  return { family: d.family, address: d.address, port: d.port, ...normalizeDestAttrs(d) };
+  const n = normalizeDestAttrs(d);
+  return { family: d.family, address: d.address, port: d.port, fwd: n.fwd, weight: n.weight, upperThreshold: n.upperThreshold, lowerThreshold: n.lowerThreshold, tunnel: n.tunnel };
 }
 
 /** The ops that make `actual` equal to `desired` (for the services `desired` names and those `mayDelete` allows). */

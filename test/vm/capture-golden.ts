@@ -24,7 +24,8 @@ import { NetlinkIpvsClient, rawNetlinkTransport } from '../../src/ipvs/netlink/c
 import type { TraceEvent } from '../../src/ipvs/netlink/client.ts';
 import { readNlMsgHeader } from '../../src/ipvs/netlink/genl.ts';
 import { encodeIpvsRequest, getDestsRequest } from '../../src/ipvs/netlink/ipvs-codec.ts';
-import type { DestAttrs, DestKey, IpvsOp, ServiceAttrs, ServiceKey, SyncDaemon } from '../../src/ipvs/model.ts';
+import type { IpvsOp, ServiceAttrs, ServiceKey, SyncDaemon } from '../../src/ipvs/model.ts';
+import { dest } from './helpers.ts';
 
 /** Where test/vm/init.sh mounts the writable results share inside the VM. */
 const VM_RESULTS = '/run/tandem-results';
@@ -72,18 +73,6 @@ const SIP4: ServiceKey = { kind: 'addr', family: 4, protocol: 'udp', address: '1
 const FWM4: ServiceKey = { kind: 'fwmark', family: 4, fwmark: 7 };
 const FWM6: ServiceKey = { kind: 'fwmark', family: 6, fwmark: 8 };
 const PLAIN: ServiceAttrs = { scheduler: 'wlc', flags: 0, timeoutS: 0, netmask: 0xffffffff, peName: '' };
-const NO_TUNNEL: DestAttrs['tunnel'] = { type: 'ipip', port: 0, flags: 0 };
-const dest = (address: string, port: number, fwd: DestAttrs['fwd'], weight: number, extra: Partial<DestAttrs> = {}): DestKey & DestAttrs => ({
-  family: address.includes(':') ? 6 : 4,
-  address,
-  port,
-  fwd,
-  weight,
-  upperThreshold: 0,
-  lowerThreshold: 0,
-  tunnel: NO_TUNNEL,
-  ...extra,
-});
 const MASTER: SyncDaemon = { state: 'master', ifname: 'tdm0', syncId: 9, maxLen: 0, group: '224.0.0.81', port: 8848, ttl: 1 };
 const BACKUP: SyncDaemon = { state: 'backup', ifname: 'tdm0', syncId: 9, maxLen: 1400, group: 'ff02::81', port: 8849, ttl: 4 };
 

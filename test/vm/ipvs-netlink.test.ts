@@ -15,29 +15,17 @@ import type { ExecutionContext } from 'ava';
 import { run } from '../../src/lab/netns.ts';
 import { NetlinkError } from '../../src/lib/errors.ts';
 import { SCHEDULERS, serviceKeyString } from '../../src/ipvs/model.ts';
-import type { Dest, DestAttrs, DestKey, IpvsOp, OpResult, Service, ServiceAttrs, ServiceKey } from '../../src/ipvs/model.ts';
+import type { Dest, IpvsOp, OpResult, Service, ServiceAttrs, ServiceKey } from '../../src/ipvs/model.ts';
 import { NetlinkIpvsClient } from '../../src/ipvs/netlink/client.ts';
 import { createIpvsClient } from '../../src/ipvs/netlink/index.ts';
 import { kernelVersion } from '../../src/ipvs/netlink/errors.ts';
-import { requireVm } from './helpers.ts';
+import { defaultNetmask } from '../../src/ipvs/diff.ts';
+import { dest, requireVm } from './helpers.ts';
 
 const PLAIN: ServiceAttrs = { scheduler: 'wlc', flags: 0, timeoutS: 0, netmask: 0xffffffff, peName: '' };
-const NO_TUNNEL: DestAttrs['tunnel'] = { type: 'ipip', port: 0, flags: 0 };
 const TCP4: ServiceKey = { kind: 'addr', family: 4, protocol: 'tcp', address: '10.0.0.1', port: 80 };
 
 const addr = (family: 4 | 6, protocol: 'tcp' | 'udp' | 'sctp', address: string, port: number): ServiceKey => ({ kind: 'addr', family, protocol, address, port });
-const plainNetmask = (k: ServiceKey): number => (k.family === 6 ? 128 : 0xffffffff);
-const dest = (address: string, port: number, fwd: DestAttrs['fwd'], weight: number, extra: Partial<DestAttrs> = {}): DestKey & DestAttrs => ({
-  family: address.includes(':') ? 6 : 4,
-  address,
-  port,
-  fwd,
-  weight,
-  upperThreshold: 0,
-  lowerThreshold: 0,
-  tunnel: NO_TUNNEL,
-  ...extra,
-});
 
 /** Opens a client on an empty table; the table is flushed again afterwards whatever happens. */
 async function withClient(t: ExecutionContext, fn: (c: NetlinkIpvsClient) => Promise<void>, options: Parameters<typeof NetlinkIpvsClient.open>[0] = {}): Promise<void> {
@@ -99,10 +87,10 @@ test.serial('services of every protocol and fwmark, IPv4 and IPv6: add, edit, de
       { kind: 'fwmark', family: 4, fwmark: 7 },
       { kind: 'fwmark', family: 6, fwmark: 8 },
     ];
-    allOk(t, await c.apply(keys.map((key): IpvsOp => ({ op: 'addService', service: { key, ...PLAIN, netmask: plainNetmask(key) } }))), 'adds');
+    allOk(t, await c.apply(keys.map((key): IpvsOp => ({ op: 'addService', service: { key, ...PLAIN, netmask: defaultNetmask(key) } }))), 'adds');
     const dumped = byKey((await c.dump()).services);
     t.is(dumped.size, keys.length);
-    for (const key of keys) t.like(dumped.get(serviceKeyString(key)), { key, ...PLAIN, netmask: plainNetmask(key), dests: [] });
+    for (const key of keys) t.like(dumped.get(serviceKeyString(key)), { key, ...PLAIN, netmask: defaultNetmask(key), dests: [] });
     const lines = await saved();
     for (const key of keys) {
       const six = key.kind === 'fwmark' && key.family === 6 ? ' -6' : '';
@@ -439,7 +427,7 @@ test.serial('flush deletes every service and its dests', async (t) => {
     const ops: IpvsOp[] = [];
     for (let i = 0; i < 20; i++) {
       const key = addr(i % 2 === 0 ? 4 : 6, 'udp', i % 2 === 0 ? `10.0.0.${i}` : `2001:db8::${i}`, 53);
-      ops.push({ op: 'addService', service: { key, ...PLAIN, netmask: plainNetmask(key) } });
+      ops.push({ op: 'addService', service: { key, ...PLAIN, netmask: defaultNetmask(key) } });
       ops.push({ op: 'addDest', service: key, dest: dest(i % 2 === 0 ? `10.0.1.${i}` : `2001:db8:1::${i}`, 53, 'droute', 1) });
     }
     allOk(t, await c.apply(ops), 'setup');

@@ -163,25 +163,26 @@ export function rawNetlinkTransport(events: TransportEvents): NetlinkTransport {
   };
 }
 
-/** What a request is, as the client needs it: how to frame it and how to explain a refusal. */
+/**
+ * What requests are, as the client needs them: how to frame one and how to explain a refusal. One spec may stand
+ * for many jobs (all the ops of an apply()), each job naming its request by index.
+ */
 interface JobSpec {
-  readonly operation: string;
-  readonly object: string;
   readonly answer: IpvsAnswer;
   /** nlmsg_type of the data messages that answer it (the family id). */
   readonly msgType: number;
-  /** Bytes of the framed request (aligned), for requests that may travel in a batch (IPVS changes). */
-  readonly size?: number;
+  /** True when its requests may travel in a batch (IPVS changes): then size and writeInto work. */
+  readonly batchable: boolean;
+  /** The command, for errors. */
+  operation(index: number): string;
+  /** What the request is about, for errors. */
+  object(index: number): string;
+  /** Bytes of the framed request (aligned). */
+  size(index: number): number;
   /** Frames the request into zeroed `out` at `off` with these nlmsg_flags; returns the end offset. */
-  writeInto?(out: Buffer, off: number, seq: number, flags: number): number;
-  encode(seq: number): Buffer;
-  explain(errno: number): string | undefined;
-}
-
-/** A spec that can travel in a batch; takeBatch only takes such jobs. */
-function batchable(spec: JobSpec): Required<Pick<JobSpec, 'size' | 'writeInto'>> {
-  if (spec.size === undefined || spec.writeInto === undefined) throw new Error(`${spec.operation} cannot be batched`);
-  return spec as Required<Pick<JobSpec, 'size' | 'writeInto'>>;
+  writeInto(index: number, out: Buffer, off: number, seq: number, flags: number): number;
+  encode(index: number, seq: number): Buffer;
+  explain(index: number, errno: number): string | undefined;
 }
 
 /**
@@ -204,29 +205,39 @@ class Job {
     readonly spec: JobSpec,
     /** Told once how the job ended. */
     private readonly sink: JobSink,
-    /** The job's place among its sink's jobs (apply's op index). */
+    /** The job's request within its spec, and its place among its sink's jobs (apply's op index). */
     readonly index: number,
   ) {
     this.answer = spec.answer;
     this.msgType = spec.msgType;
   }
 
-  /** The IPVS command, for errors. */
   get operation(): string {
-    return this.spec.operation;
+    return this.spec.operation(this.index);
   }
 
-  /** What the request is about, for errors (built on demand by some specs). */
   get object(): string {
-    return this.spec.object;
+    return this.spec.object(this.index);
+  }
+
+  get batchable(): boolean {
+    return this.spec.batchable;
+  }
+
+  get size(): number {
+    return this.spec.size(this.index);
+  }
+
+  writeInto(out: Buffer, off: number, seq: number, flags: number): number {
+    return this.spec.writeInto(this.index, out, off, seq, flags);
   }
 
   encode(seq: number): Buffer {
-    return this.spec.encode(seq);
+    return this.spec.encode(this.index, seq);
   }
 
   explain(errno: number): string | undefined {
-    return this.spec.explain(errno);
+    return this.spec.explain(this.index, errno);
   }
 
   resolve(): void {
@@ -276,86 +287,130 @@ class ApplySink implements JobSink {
   }
 }
 
-/** An IPVS request as a JobSpec (methods, not per-request closures). */
+/** One IPVS request (index 0) as a JobSpec. */
 class IpvsJobSpec implements JobSpec {
-  readonly operation: string;
-  readonly object: string;
   readonly answer: IpvsAnswer;
-  readonly size: number;
+  readonly batchable: boolean;
 
   constructor(
     private readonly req: IpvsRequest,
     readonly msgType: number,
     private readonly kernelRelease: string,
   ) {
-    this.operation = req.cmd;
-    this.object = req.object;
     this.answer = req.answer;
-    this.size = ipvsRequestSize(req);
+    this.batchable = req.answer === 'ack';
   }
 
-  writeInto(out: Buffer, off: number, seq: number, flags: number): number {
+  operation(): string {
+    return this.req.cmd;
+  }
+
+  object(): string {
+    return this.req.object;
+  }
+
+  size(): number {
+    return ipvsRequestSize(this.req);
+  }
+
+  writeInto(_index: number, out: Buffer, off: number, seq: number, flags: number): number {
     return writeIpvsRequest(out, off, this.req, this.msgType, seq, flags);
   }
 
-  encode(seq: number): Buffer {
+  encode(_index: number, seq: number): Buffer {
     return encodeIpvsRequest(this.req, this.msgType, seq);
   }
 
-  explain(errno: number): string | undefined {
+  explain(_index: number, errno: number): string | undefined {
     return explainIpvsErrno(this.req.cmd, this.req.context, errno, this.kernelRelease);
   }
 }
 
 /**
- * One op of an apply(), pre-framed in a FramedOps buffer shared by all of them. Its name, object and error
- * context are worked out from the op only when the kernel refuses it.
+ * The ops of one apply(), pre-framed back to back in one FramedOps buffer; job i is op i. An op's name, object
+ * and error context are worked out from the op only when the kernel refuses it.
  */
-class FramedOpSpec implements JobSpec {
+class FramedOpsSpec implements JobSpec {
   readonly answer = 'ack';
+  readonly batchable = true;
 
   constructor(
     private readonly framed: FramedOps,
-    private readonly i: number,
-    private readonly op: IpvsOp,
+    private readonly ops: readonly IpvsOp[],
     readonly msgType: number,
     private readonly kernelRelease: string,
   ) {}
 
-  get operation(): string {
-    return opCommand(this.op);
+  operation(i: number): string {
+    return opCommand(this.ops[i] as IpvsOp);
   }
 
-  get object(): string {
-    return opRequest(this.op).object;
+  object(i: number): string {
+    return opRequest(this.ops[i] as IpvsOp).object;
   }
 
-  get size(): number {
-    return this.end - this.start;
+  size(i: number): number {
+    return this.end(i) - this.start(i);
   }
 
-  private get start(): number {
-    return this.i === 0 ? 0 : (this.framed.ends[this.i - 1] as number);
+  private start(i: number): number {
+    return i === 0 ? 0 : (this.framed.ends[i - 1] as number);
   }
 
-  private get end(): number {
-    return this.framed.ends[this.i] as number;
+  private end(i: number): number {
+    return this.framed.ends[i] as number;
   }
 
-  writeInto(out: Buffer, off: number, seq: number, flags: number): number {
-    this.framed.bytes.copy(out, off, this.start, this.end);
+  writeInto(i: number, out: Buffer, off: number, seq: number, flags: number): number {
+    const n = this.framed.bytes.copy(out, off, this.start(i), this.end(i));
     setMsgFlagsAndSeq(out, off, flags, seq);
-    return off + this.size;
+    return off + n;
   }
 
-  encode(seq: number): Buffer {
-    const out = Buffer.alloc(this.size);
-    this.writeInto(out, 0, seq, NLM_F.REQUEST | NLM_F.ACK);
+  encode(i: number, seq: number): Buffer {
+    const out = Buffer.alloc(this.size(i));
+    this.writeInto(i, out, 0, seq, NLM_F.REQUEST | NLM_F.ACK);
     return out;
   }
 
-  explain(errno: number): string | undefined {
-    return explainIpvsErrno(opCommand(this.op), opRequest(this.op).context, errno, this.kernelRelease);
+  explain(i: number, errno: number): string | undefined {
+    const op = this.ops[i] as IpvsOp;
+    return explainIpvsErrno(opCommand(op), opRequest(op).context, errno, this.kernelRelease);
+  }
+}
+
+/** CTRL_CMD_GETFAMILY for the IPVS family (index 0). */
+class FamilyLookupSpec implements JobSpec {
+  readonly answer = 'reply';
+  readonly msgType = GENL_ID_CTRL;
+  readonly batchable = false;
+
+  constructor(private readonly what: string) {}
+
+  operation(): string {
+    return 'CTRL_CMD_GETFAMILY';
+  }
+
+  object(): string {
+    return this.what;
+  }
+
+  size(): number {
+    return this.encode(0, 0).length;
+  }
+
+  writeInto(_index: number, out: Buffer, off: number, seq: number, flags: number): number {
+    const n = this.encode(0, seq).copy(out, off);
+    setMsgFlagsAndSeq(out, off, flags, seq);
+    return off + n;
+  }
+
+  encode(_index: number, seq: number): Buffer {
+    return encodeGetFamily(IPVS_GENL_NAME, seq);
+  }
+
+  explain(_index: number, errno: number): string | undefined {
+    return errno === ERRNO.ENOENT ? IPVS_MODULE_HINT : undefined;
   }
 }
 
@@ -438,7 +493,7 @@ class Channel {
       }
       if (conn.inFlight.size >= conn.window) return;
       if (job.answer === 'dump' && conn.dumping) return;
-      if (job.answer === 'ack' && job.spec.writeInto !== undefined) {
+      if (job.answer === 'ack' && job.batchable) {
         this.transmitBatch(conn, this.takeBatch(conn.window - conn.inFlight.size));
         continue;
       }
@@ -450,7 +505,7 @@ class Channel {
   /** Takes up to `room` consecutive batchable changes (answer 'ack', with writeInto) from the head of the queue. */
   private takeBatch(room: number): Job[] {
     let n = 0;
-    for (let job = this.queue[n]; n < room && job !== undefined && job.answer === 'ack' && job.spec.writeInto !== undefined; job = this.queue[++n]);
+    for (let job = this.queue[n]; n < room && job !== undefined && job.answer === 'ack' && job.batchable; job = this.queue[++n]);
     return this.queue.splice(0, n);
   }
 
@@ -464,7 +519,7 @@ class Channel {
       let end = first;
       let bytes = 0;
       while (end < jobs.length) {
-        const size = batchable((jobs[end] as Job).spec).size;
+        const size = (jobs[end] as Job).size;
         if (end > first && bytes + size > MAX_BATCH_BYTES) break;
         bytes += size;
         end++;
@@ -476,7 +531,7 @@ class Channel {
         job.seq = this.env.nextSeq();
         job.conn = conn;
         conn.inFlight.set(job.seq, job);
-        off = batchable(job.spec).writeInto(datagram, off, job.seq, i === end - 1 ? NLM_F.REQUEST | NLM_F.ACK : NLM_F.REQUEST);
+        off = job.writeInto(datagram, off, job.seq, i === end - 1 ? NLM_F.REQUEST | NLM_F.ACK : NLM_F.REQUEST);
       }
       const leader = jobs[end - 1] as Job;
       leader.covers = end - first > 1 ? jobs.slice(first, end - 1) : undefined;
@@ -701,18 +756,7 @@ export class NetlinkIpvsClient implements IpvsClient {
     const kernelRelease = options.kernelRelease ?? release();
     const object = `family "${IPVS_GENL_NAME}"`;
     try {
-      const parts = await submit(channels[0], {
-        operation: 'CTRL_CMD_GETFAMILY',
-        object,
-        answer: 'reply',
-        msgType: GENL_ID_CTRL,
-        encode(seq: number): Buffer {
-          return encodeGetFamily(IPVS_GENL_NAME, seq);
-        },
-        explain(errno: number): string | undefined {
-          return errno === ERRNO.ENOENT ? IPVS_MODULE_HINT : undefined;
-        },
-      });
+      const parts = await submit(channels[0], new FamilyLookupSpec(object));
       const family = decodeOne(parts, decodeFamily, 'CTRL_CMD_GETFAMILY', object);
       return new NetlinkIpvsClient(channels, family, kernelRelease);
     } catch (e) {
@@ -757,7 +801,8 @@ export class NetlinkIpvsClient implements IpvsClient {
     return new Promise((resolve) => {
       const sink = new ApplySink(ops.length, resolve);
       const channel = this.channels[0];
-      for (let i = 0; i < ops.length; i++) channel.submit(new Job(new FramedOpSpec(framed, i, ops[i] as IpvsOp, this.family.id, this.kernelRelease), sink, i));
+      const spec = new FramedOpsSpec(framed, ops, this.family.id, this.kernelRelease);
+      for (let i = 0; i < ops.length; i++) channel.submit(new Job(spec, sink, i));
     });
   }
 

@@ -270,6 +270,13 @@ function prepared(table: AttrTable): readonly PreparedAttr[] {
   return p;
 }
 
+/**
+ * One-entry memos of the last nested value measured and written. Attribute values are never mutated once built
+ * (every *ToWire function returns fresh objects), so object identity means identical bytes.
+ */
+const lastMeasured: { value: unknown; size: number } = { value: undefined, size: 0 };
+const lastWritten: { value: unknown; buf: Buffer | undefined; start: number; end: number } = { value: undefined, buf: undefined, start: 0, end: 0 };
+
 /** Bytes `values` take as attributes (headers and padding included); throws CodecError for a bad value. */
 function measureAttrs(table: AttrTable, vals: Readonly<Record<string, unknown>>, name: string): number {
   let total = 0;
@@ -321,8 +328,14 @@ function measureValue(a: PreparedAttr, v: unknown, name: string): number {
       if (v.length > maxLen) throw new CodecError(`${name}_${a.key}: ${v.length} bytes, at most ${maxLen} fit`);
       return v.length;
     }
-    case KIND_CODES.nested:
-      return measureAttrs((a.spec as NestedAttrSpec).table, v as Readonly<Record<string, unknown>>, a.nestedName);
+    case KIND_CODES.nested: {
+      // A dest request repeats its service's key object (ipvs-codec caches it per service): measure it once.
+      if (v === lastMeasured.value) return lastMeasured.size;
+      const size = measureAttrs((a.spec as NestedAttrSpec).table, v as Readonly<Record<string, unknown>>, a.nestedName);
+      lastMeasured.value = v;
+      lastMeasured.size = size;
+      return size;
+    }
     default:
       return 0; // pad
   }
@@ -379,7 +392,17 @@ function writeAttrs(out: Buffer, off: number, table: AttrTable, vals: Readonly<R
         end = p + (v as Uint8Array).length;
         break;
       case KIND_CODES.nested:
-        end = writeAttrs(out, p, (a.spec as NestedAttrSpec).table, v as Readonly<Record<string, unknown>>);
+        if (v === lastWritten.value && out === lastWritten.buf) {
+          // The same nested value as the last one written into this buffer (a service key repeated by its
+          // dests): copy those bytes instead of encoding them again.
+          end = p + out.copy(out, p, lastWritten.start, lastWritten.end);
+        } else {
+          end = writeAttrs(out, p, (a.spec as NestedAttrSpec).table, v as Readonly<Record<string, unknown>>);
+          lastWritten.value = v;
+          lastWritten.buf = out;
+          lastWritten.start = p;
+          lastWritten.end = end;
+        }
         break;
       default: // pad
         end = p;
@@ -614,13 +637,29 @@ function readU16(b: Buffer, off: number): number {
 function readU32(b: Buffer, off: number): number {
   return HOST_LE ? b.readUInt32LE(off) : b.readUInt32BE(off);
 }
+// Plain indexed stores rather than Buffer#writeUInt*: these run for every attribute header of every request,
+// and the values were range-checked when measured; offsets always lie inside a buffer sized by measuring.
 function writeU16(b: Buffer, v: number, off: number): void {
-  if (HOST_LE) b.writeUInt16LE(v, off);
-  else b.writeUInt16BE(v, off);
+  if (HOST_LE) {
+    b[off] = v & 0xff;
+    b[off + 1] = (v >>> 8) & 0xff;
+  } else {
+    b[off] = (v >>> 8) & 0xff;
+    b[off + 1] = v & 0xff;
+  }
 }
 function writeU32(b: Buffer, v: number, off: number): void {
-  if (HOST_LE) b.writeUInt32LE(v, off);
-  else b.writeUInt32BE(v, off);
+  if (HOST_LE) {
+    b[off] = v & 0xff;
+    b[off + 1] = (v >>> 8) & 0xff;
+    b[off + 2] = (v >>> 16) & 0xff;
+    b[off + 3] = (v >>> 24) & 0xff;
+  } else {
+    b[off] = (v >>> 24) & 0xff;
+    b[off + 1] = (v >>> 16) & 0xff;
+    b[off + 2] = (v >>> 8) & 0xff;
+    b[off + 3] = v & 0xff;
+  }
 }
 
 /** A host-order u32 as 4 bytes (IPVS carries an IPv6 prefix length this way inside a __be32 field). */
