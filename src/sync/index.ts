@@ -14,3 +14,4 @@ export * from './snapshot.ts';
 export * from './keys.ts';
 export * from './channel.ts';
 export * from './synthetic.ts';
+export * from './daemons.ts';
