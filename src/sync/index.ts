@@ -15,3 +15,5 @@ export * from './keys.ts';
 export * from './channel.ts';
 export * from './synthetic.ts';
 export * from './daemons.ts';
+export * from './injector.ts';
+export * from './mcast.ts';
