@@ -17,3 +17,4 @@ export * from './synthetic.ts';
 export * from './daemons.ts';
 export * from './injector.ts';
 export * from './mcast.ts';
+export * from './service.ts';
