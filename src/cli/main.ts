@@ -16,6 +16,7 @@ import { ConfigError, TandemError, messageOf } from '../lib/errors.ts';
 import { JsonLogger, LOG_LEVELS, type LogLevel } from '../lib/log.ts';
 import { setRealtimePriority } from '../lib/realtime.ts';
 import { loadAuthKeys, startDaemon } from './wire.ts';
+import { loadSyncKeyFiles } from './wire-sync.ts';
 
 const USAGE = `usage:
   tandem run -c FILE [--log-level debug|info|warn|error] [--realtime-priority 1..99]
@@ -42,6 +43,7 @@ async function cmdCheck(args: string[]): Promise<number> {
   try {
     const config = loadConfig(values.config);
     loadAuthKeys(config);
+    loadSyncKeyFiles(config);
     const n = config.vrrp.instances.length;
     process.stdout.write(`${values.config}: valid (${n} instance${n === 1 ? '' : 's'})\n`);
     return 0;

@@ -14,6 +14,7 @@ import { loadAndBumpEpoch } from '../vrrp/epoch.ts';
 import { AdvertIngress } from '../vrrp/ingress.ts';
 import { UdpTransport } from '../vrrp/transport.ts';
 import type { Server } from 'node:http';
+import { startSync, type RunningSync } from './wire-sync.ts';
 
 /** Per-source advert rate allowed: four times what the configured instances send, plus headroom. */
 export function advertRateLimit(config: TandemConfig): { perSecond: number; burst: number } {
@@ -70,11 +71,14 @@ export async function startDaemon(config: TandemConfig, clock: Clock, logger: Lo
   director.events.on(metrics.observe);
   let server: Server | undefined;
   if (config.metrics.listen !== undefined) server = await serveMetrics(metrics.registry, config.metrics.listen);
+  // Sync starts first: it holds preemption before the first advert is heard.
+  const sync: RunningSync | undefined = config.sync === undefined ? undefined : await startSync({ ...config, sync: config.sync }, director, metrics.registry, clock, logger);
   await director.start();
   return {
     director,
     async stop() {
       await director.stop();
+      await sync?.stop();
       if (server !== undefined) await new Promise<void>((r) => server.close(() => r()));
     },
   };

@@ -107,7 +107,9 @@ export type SyncDaemonEvent =
   | { type: 'daemon_stopped'; state: 'master' | 'backup'; reason: 'mismatch' | 'not_wanted' | 'shutdown' }
   /** A thread that was running is gone; it is restarted at once (`daemon_started` reason `missing`). */
   | { type: 'daemon_missing'; state: 'master' | 'backup' }
-  | { type: 'daemon_error'; op: 'start' | 'stop' | 'list'; state: 'master' | 'backup' | undefined; error: string };
+  | { type: 'daemon_error'; op: 'start' | 'stop' | 'list'; state: 'master' | 'backup' | undefined; error: string }
+  /** After every check: the threads as the kernel reports them (with its effective maxLen). */
+  | { type: 'daemon_checked'; running: readonly SyncDaemon[] };
 
 /** Keeps the kernel sync threads as wanted; one owner, every netlink call serialized. */
 export class SyncDaemonSupervisor {
@@ -226,6 +228,7 @@ export class SyncDaemonSupervisor {
         }
       }
       this.lastRunning = running;
+      this.events.emit({ type: 'daemon_checked', running });
     };
     this.queue = this.queue.then(run, run);
     return this.queue;
