@@ -1,0 +1,261 @@
+/**
+ * The connection-sync lab: two directors running `tandem run` with a `sync` section, two DR real servers and a
+ * client, each in its own network namespace on one bridge. IPVS is per network namespace (its table, its
+ * sync threads), so each director namespace is a separate IPVS machine; a director "crashes" by losing its
+ * link, having every process killed with SIGKILL and its namespace deleted, which throws away its whole
+ * kernel state (VIP, IPVS table, sync threads) as a power loss would, and comes back as an empty machine.
+ * Needs root and a kernel with IPVS (the vm tier's VM).
+ *
+ * ```
+ *   cli 10.99.0.10 --+                      +-- rs1 10.99.0.21  (VIP on lo, echo server :80)
+ *   dirA 10.99.0.2 --+-- br0 (bridge ns) ---+-- rs2 10.99.0.22
+ *   dirB 10.99.0.3 --+   VIP 10.99.0.100:80, DR, rr; sync 224.0.0.81:8848 syncid 51; resync tcp :5113
+ * ```
+ */
+
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ERROR_CODES, TandemError } from '../lib/errors.ts';
+import { writeKeyPairFiles } from '../sync/index.ts';
+import { BridgeLab } from './netns.ts';
+import { DaemonProcess, TANDEM_BIN, type DirectorName } from './pair.ts';
+
+const FIXTURES = resolve(fileURLToPath(new URL('../../test/fixtures/sync', import.meta.url)));
+const PYTHON = '/usr/bin/python3';
+
+export const SYNC_LAB_VIP = '10.99.0.100';
+export const SYNC_LAB_PORT = 80;
+
+export interface SyncLabOptions {
+  prefix: string;
+  priorities?: Record<DirectorName, number>;
+  advertIntervalMs?: number;
+  repairInterval?: string;
+  resyncTimeout?: string;
+}
+
+/** One JSON line of the lab client (test/fixtures/sync/conn_client.py). */
+export interface ClientEvent {
+  ev: 'up' | 'echo' | 'error' | 'summary';
+  conn?: 'busy' | 'idle';
+  t: number;
+  [k: string]: unknown;
+}
+
+/** The client process and its events. */
+export class LabClient {
+  readonly events: ClientEvent[] = [];
+  readonly stderr: string[] = [];
+  readonly exited: Promise<number | null>;
+
+  constructor(readonly child: ChildProcess) {
+    let buf = '';
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+      buf += chunk;
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        try {
+          this.events.push(JSON.parse(line) as ClientEvent);
+        } catch {
+          // not an event line
+        }
+      }
+    });
+    child.stderr?.setEncoding('utf8').on('data', (c: string) => this.stderr.push(c));
+    this.exited = new Promise((r) => child.once('exit', (code) => r(code)));
+  }
+
+  /** Waits for an event matching `pred`; rejects after `timeoutMs` (with what the client said). */
+  async waitFor(pred: (e: ClientEvent) => boolean, timeoutMs: number): Promise<ClientEvent> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const e = this.events.find(pred);
+      if (e !== undefined) return e;
+      if (Date.now() > deadline) throw new TandemError(ERROR_CODES.lab, `client: no matching event within ${timeoutMs} ms; events ${JSON.stringify(this.events.slice(-5))}; stderr ${this.stderr.join('').slice(-1000)}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** Closes the client's stdin and returns its summary. */
+  async finish(timeoutMs = 90_000): Promise<ClientEvent> {
+    this.child.stdin?.end();
+    return this.waitFor((e) => e.ev === 'summary', timeoutMs);
+  }
+}
+
+export class SyncLab {
+  readonly daemons = new Map<DirectorName, DaemonProcess>();
+  private servers: ChildProcess[] = [];
+
+  private constructor(
+    readonly lab: BridgeLab,
+    readonly workDir: string,
+    readonly opts: Required<SyncLabOptions>,
+  ) {}
+
+  static async create(o: SyncLabOptions): Promise<SyncLab> {
+    const opts: Required<SyncLabOptions> = {
+      prefix: o.prefix,
+      priorities: o.priorities ?? { dirA: 200, dirB: 100 },
+      advertIntervalMs: o.advertIntervalMs ?? 1000,
+      repairInterval: o.repairInterval ?? '3s',
+      resyncTimeout: o.resyncTimeout ?? '30s',
+    };
+    const lab = await BridgeLab.create({
+      prefix: o.prefix,
+      hosts: [
+        { name: 'dirA', cidr: '10.99.0.2/24' },
+        { name: 'dirB', cidr: '10.99.0.3/24' },
+        { name: 'rs1', cidr: '10.99.0.21/24' },
+        { name: 'rs2', cidr: '10.99.0.22/24' },
+        { name: 'cli', cidr: '10.99.0.10/24' },
+      ],
+    });
+    const workDir = mkdtempSync(join(tmpdir(), `tandem-${o.prefix}-`));
+    const l = new SyncLab(lab, workDir, opts);
+    l.writeFiles();
+    for (const rs of ['rs1', 'rs2']) await l.startRealServer(rs);
+    for (const d of ['dirA', 'dirB'] as const) await l.prepareDirector(d);
+    return l;
+  }
+
+  configPath(name: DirectorName): string {
+    return join(this.workDir, `${name}.yaml`);
+  }
+
+  private writeFiles(): void {
+    const keys = join(this.workDir, 'keys');
+    mkdirSync(keys, { recursive: true, mode: 0o700 });
+    for (const d of ['dirA', 'dirB'] as const) writeKeyPairFiles(keys, d);
+    for (const name of ['dirA', 'dirB'] as const) {
+      const other = name === 'dirA' ? 'dirB' : 'dirA';
+      const self = this.lab.host(name).address;
+      const peer = this.lab.host(other).address;
+      const state = join(this.workDir, `state-${name}`);
+      mkdirSync(state, { recursive: true, mode: 0o700 });
+      writeFileSync(
+        this.configPath(name),
+        [
+          `node: { name: ${name}, interface: eth0, state_dir: ${state} }`,
+          'vrrp:',
+          `  transport: { mode: unicast, port: 5112, source: ${self}, peers: [${peer}] }`,
+          '  instances:',
+          '    - name: VI_1',
+          '      vrid: 51',
+          `      priority: ${this.opts.priorities[name]}`,
+          `      advert_interval: ${this.opts.advertIntervalMs}ms`,
+          `      vips: [${SYNC_LAB_VIP}/32]`,
+          'sync:',
+          '  interface: eth0',
+          '  sync_id: 51',
+          `  listen: tcp://${self}:5113`,
+          `  peer: tcp://${peer}:5113`,
+          `  curve: { secret_key_file: ${join(keys, `${name}.key`)}, peer_public_key_file: ${join(keys, `${other}.pub`)} }`,
+          `  resync_timeout: ${this.opts.resyncTimeout}`,
+          `  repair_interval: ${this.opts.repairInterval}`,
+          '',
+        ].join('\n'),
+      );
+    }
+  }
+
+  private async startRealServer(name: string): Promise<void> {
+    for (const kv of ['net.ipv4.conf.all.arp_ignore=1', 'net.ipv4.conf.all.arp_announce=2', 'net.ipv4.conf.eth0.arp_ignore=1', 'net.ipv4.conf.eth0.arp_announce=2']) {
+      await this.lab.exec(name, ['sysctl', '-qw', kv]);
+    }
+    await this.lab.exec(name, ['ip', 'addr', 'add', `${SYNC_LAB_VIP}/32`, 'dev', 'lo']);
+    const child = this.lab.spawn(name, [PYTHON, '-u', join(FIXTURES, 'echo_server.py'), name, String(SYNC_LAB_PORT)]);
+    this.servers.push(child);
+    await new Promise<void>((resolveP, reject) => {
+      const t = setTimeout(() => reject(new TandemError(ERROR_CODES.lab, `${name}: echo server did not start`)), 30_000);
+      child.stdout?.once('data', () => {
+        clearTimeout(t);
+        resolveP();
+      });
+    });
+  }
+
+  /** The director's IPVS service (DR, rr, both real servers): what `virtual_servers` would derive. */
+  async prepareDirector(name: DirectorName): Promise<void> {
+    const vs = `${SYNC_LAB_VIP}:${SYNC_LAB_PORT}`;
+    await this.lab.exec(name, ['ipvsadm', '-A', '-t', vs, '-s', 'rr']);
+    for (const rs of ['10.99.0.21', '10.99.0.22']) await this.lab.exec(name, ['ipvsadm', '-a', '-t', vs, '-r', `${rs}:${SYNC_LAB_PORT}`, '-g']);
+  }
+
+  /** Starts a director's `tandem run`. */
+  start(name: DirectorName): DaemonProcess {
+    const child = this.lab.spawn(name, [TANDEM_BIN, 'run', '-c', this.configPath(name), '--exit-with-stdin'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const d = new DaemonProcess(name, child);
+    this.daemons.set(name, d);
+    return d;
+  }
+
+  daemon(name: DirectorName): DaemonProcess {
+    const d = this.daemons.get(name);
+    if (d === undefined) throw new TandemError(ERROR_CODES.lab, `${name} was never started`);
+    return d;
+  }
+
+  /** Machine crash (see the module comment); resolves when the daemon is dead and the namespace gone. */
+  async crash(name: DirectorName): Promise<void> {
+    const d = this.daemons.get(name);
+    await this.lab.crashHost(name);
+    if (d !== undefined) await d.exited;
+  }
+
+  /** Brings a crashed director's machine back, empty, with its IPVS service configured (not its daemon). */
+  async restore(name: DirectorName): Promise<void> {
+    await this.lab.restoreHost(name);
+    await this.prepareDirector(name);
+  }
+
+  /** Drops `percent`% of the director's outgoing sync datagrams (UDP to port 8848) with netem; nothing else. */
+  async lossOnSync(name: DirectorName, percent: number): Promise<void> {
+    const tc = (args: string[]) => this.lab.exec(name, ['tc', ...args]);
+    await tc(['qdisc', 'add', 'dev', 'eth0', 'root', 'handle', '1:', 'prio']);
+    await tc(['qdisc', 'add', 'dev', 'eth0', 'parent', '1:3', 'handle', '30:', 'netem', 'loss', `${percent}%`]);
+    await tc(['filter', 'add', 'dev', 'eth0', 'parent', '1:0', 'protocol', 'ip', 'prio', '1', 'u32', 'match', 'ip', 'protocol', '17', '0xff', 'match', 'ip', 'dport', '8848', '0xffff', 'flowid', '1:3']);
+  }
+
+  /** Packets netem dropped on the director's sync qdisc. */
+  async syncDrops(name: DirectorName): Promise<number> {
+    const out = await this.lab.exec(name, ['tc', '-s', 'qdisc', 'show', 'dev', 'eth0'], { allowFail: true });
+    const m = /qdisc netem 30:[\s\S]*?dropped (\d+)/.exec(out);
+    return m === null ? 0 : Number(m[1]);
+  }
+
+  /** Starts the client: a busy and an idle connection to the VIP (see conn_client.py). */
+  startClient(busyIntervalS = 0.02, idleIntervalS = 15): LabClient {
+    const child = this.lab.spawn('cli', [PYTHON, '-u', join(FIXTURES, 'conn_client.py'), SYNC_LAB_VIP, String(SYNC_LAB_PORT), String(busyIntervalS), String(idleIntervalS)], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    return new LabClient(child);
+  }
+
+  /** The director's connection table, as `ipvsadm -Lnc` rows. */
+  connections(name: DirectorName): Promise<string> {
+    return this.lab.exec(name, ['ipvsadm', '-Lnc'], { allowFail: true });
+  }
+
+  async destroy(): Promise<void> {
+    for (const d of this.daemons.values()) {
+      if (!d.running) continue;
+      try {
+        process.kill(d.pid, 'SIGTERM');
+      } catch {
+        continue;
+      }
+      const t = setTimeout(() => d.running && process.kill(d.pid, 'SIGKILL'), 5000);
+      await d.exited;
+      clearTimeout(t);
+    }
+    for (const s of this.servers) s.kill('SIGKILL');
+    await this.lab.destroy();
+    rmSync(this.workDir, { recursive: true, force: true });
+  }
+}

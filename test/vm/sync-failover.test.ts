@@ -1,0 +1,124 @@
+/**
+ * Connection sync end to end (vm tier): two directors running `tandem run` with a `sync` section, each its own
+ * IPVS machine (a network namespace), DR real servers and a client (src/lab/sync-lab.ts). The client holds a
+ * busy connection (a message every 20 ms) and an idle one (a message every 15 s) through the VIP.
+ *
+ * 1. The master (dirA, priority 200) crashes: link down, every process SIGKILLed, its namespace with its IPVS
+ *    table and sync threads deleted. dirB takes over with the entries its kernel backup thread got from dirA's
+ *    master thread; both connections go on (a missing entry would mean a TCP reset from dirB).
+ * 2. dirA comes back empty and starts. It holds preemption until dirB has streamed it the whole table over the
+ *    CURVE channel (the idle connection is in no kernel sync stream any more: only the resync carries it), then
+ *    preempts; both connections go on through dirA.
+ * 3. The same with 30% of every director's sync multicast dropped by netem: the periodic digest/delta repair
+ *    fills what the kernel sync lost.
+ *
+ * Every echo is checked in order and from the same real server for the connection's whole life.
+ */
+
+import test from 'ava';
+import type { ExecutionContext } from 'ava';
+import { SyncLab } from '../../src/lab/sync-lab.ts';
+import type { ClientEvent } from '../../src/lab/sync-lab.ts';
+import type { LogRecord } from '../../src/lab/pair.ts';
+import { requireVm } from './helpers.ts';
+
+const isMaster = (r: LogRecord) => r.msg === 'transition' && r.to === 'MASTER';
+const isBackup = (r: LogRecord) => r.msg === 'transition' && r.to === 'BACKUP';
+
+interface ConnSummary {
+  sent: number;
+  echoed: number;
+  errors: string[];
+  servers: string[];
+  max_gap_s: number;
+}
+
+function summaryOf(e: ClientEvent, conn: 'busy' | 'idle'): ConnSummary {
+  return e[conn] as ConnSummary;
+}
+
+async function failoverAndFailback(t: ExecutionContext, lab: SyncLab): Promise<void> {
+  const a = lab.start('dirA');
+  const b = lab.start('dirB');
+  await a.waitFor(isMaster, 120_000);
+  await b.waitFor((r) => r.msg === 'connection sync started', 120_000);
+  t.log(`dirA master; dirA hold: ${JSON.stringify(a.records.filter((r) => r.msg.startsWith('preemption')).map((r) => r.reason))}`);
+
+  const client = lab.startClient(0.02, 15);
+  try {
+    await client.waitFor((e) => e.ev === 'up' && e.conn === 'busy', 60_000);
+    await client.waitFor((e) => e.ev === 'up' && e.conn === 'idle', 60_000);
+    // Give the kernel sync (and, under loss, the repair rounds every 3 s) time to reach dirB.
+    await new Promise((r) => setTimeout(r, 8000));
+    const onB = await lab.connections('dirB');
+    t.log(`dirB's table before the crash:\n${onB.trim()}`);
+
+    // 1. dirA crashes.
+    const crashAt = Date.now() / 1000;
+    const bFrom = b.records.length;
+    await lab.crash('dirA');
+    await b.waitFor(isMaster, 60_000, bFrom);
+    t.log(`dirB took over ${(Date.now() / 1000 - crashAt).toFixed(1)} s after the crash`);
+    await client.waitFor((e) => e.ev === 'echo' && e.conn === 'idle' && e.t > crashAt, 60_000);
+    t.deepEqual(client.events.filter((e) => e.ev === 'error'), [], 'no connection failed over the failover');
+
+    // 2. dirA comes back with an empty table and preempts only after its resync.
+    await lab.restore('dirA');
+    const a2 = lab.start('dirA');
+    const bFrom2 = b.records.length;
+    const master = await a2.waitFor(isMaster, 180_000);
+    const failbackAt = Date.now() / 1000;
+    const recs = a2.records;
+    const released = recs.find((r) => r.msg === 'preemption allowed');
+    t.truthy(released, 'dirA logged when it allowed preemption');
+    t.regex(String(released?.reason), /^resync complete \(\d+ entries\)$/, `dirA released its hold because: ${String(released?.reason)}`);
+    t.true(recs.indexOf(released!) < recs.indexOf(master), 'dirA preempted only after its resync completed');
+    const resynced = recs.find((r) => r.msg === 'resync from the peer complete');
+    t.log(`dirA resync: ${JSON.stringify(resynced)}; became master: ${String(master.reason)}`);
+    t.true(Number(resynced?.entries) >= 2, 'the resync carried at least the two client connections');
+    await b.waitFor(isBackup, 60_000, bFrom2);
+    await client.waitFor((e) => e.ev === 'echo' && e.conn === 'idle' && e.t > failbackAt, 60_000);
+    await new Promise((r) => setTimeout(r, 2000));
+  } finally {
+    const summary = await client.finish();
+    const busy = summaryOf(summary, 'busy');
+    const idle = summaryOf(summary, 'idle');
+    t.log(`busy: ${busy.echoed} echoes, longest wait ${busy.max_gap_s.toFixed(2)} s, servers ${busy.servers.join(',')}; idle: ${idle.echoed} echoes, servers ${idle.servers.join(',')}`);
+    t.deepEqual(busy.errors, [], 'the busy connection never failed');
+    t.deepEqual(idle.errors, [], 'the idle connection never failed');
+    t.is(busy.servers.length, 1, 'the busy connection stayed on one real server');
+    t.is(idle.servers.length, 1, 'the idle connection stayed on one real server');
+    t.true(idle.echoed >= 3, `the idle connection sent through dirA, dirB and dirA again (${idle.echoed} echoes)`);
+    t.true(busy.echoed > 1000, `${busy.echoed} busy echoes`);
+  }
+}
+
+test.serial('busy and idle connections survive a crash of the master and the failback of the returning director', async (t) => {
+  requireVm();
+  const lab = await SyncLab.create({ prefix: 'sf' });
+  try {
+    await failoverAndFailback(t, lab);
+  } finally {
+    await lab.destroy();
+  }
+});
+
+test.serial('the same with 30% of the sync multicast lost: repair fills what the kernel sync dropped', async (t) => {
+  requireVm();
+  const lab = await SyncLab.create({ prefix: 'sl' });
+  try {
+    await lab.lossOnSync('dirA', 30);
+    await lab.lossOnSync('dirB', 30);
+    const origRestore = lab.restore.bind(lab);
+    lab.restore = async (name) => {
+      await origRestore(name);
+      await lab.lossOnSync(name, 30);
+    };
+    await failoverAndFailback(t, lab);
+    const drops = await lab.syncDrops('dirB');
+    t.log(`netem dropped ${drops} of dirB's sync datagrams`);
+    t.true(drops > 0, 'the loss was real');
+  } finally {
+    await lab.destroy();
+  }
+});
