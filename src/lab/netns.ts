@@ -93,7 +93,7 @@ export class BridgeLab {
    * the namespace is deleted, so all its kernel state (addresses, IPVS tables and sync threads) is gone as on
    * a machine that lost power. `restoreHost` brings an empty machine back.
    */
-  async crashHost(name: string): Promise<void> {
+  async crashHost(name: string, beforeDelete?: () => Promise<void>): Promise<void> {
     const h = this.host(name);
     await run(['ip', '-n', h.ns, 'link', 'set', 'eth0', 'down'], { allowFail: true });
     const pids = (await run(['ip', 'netns', 'pids', h.ns], { allowFail: true })).split(/\s+/).filter((p) => /^\d+$/.test(p));
@@ -104,10 +104,15 @@ export class BridgeLab {
         // already gone
       }
     }
+    await beforeDelete?.();
     await run(['ip', 'netns', 'delete', h.ns]);
   }
 
-  /** Re-creates a crashed host with the same name, address and MAC (waits until the kernel freed its veth). */
+  /**
+   * Re-creates a crashed host with the same name, address and MAC. The kernel frees a deleted namespace (and
+   * the veth in it) asynchronously, later when something still holds a reference; after 3 s the old veth is
+   * deleted from the bridge side, which removes both ends.
+   */
   async restoreHost(name: string): Promise<LabHost> {
     const i = this.specs.findIndex((s) => s.name === name);
     const spec = this.specs[i];
@@ -115,6 +120,7 @@ export class BridgeLab {
     for (let tries = 0; ; tries++) {
       const gone = (await run(['ip', '-n', this.bridgeNs, 'link', 'show', `v-${name}`], { allowFail: true })) === '';
       if (gone) break;
+      if (tries === 30) await run(['ip', '-n', this.bridgeNs, 'link', 'del', `v-${name}`], { allowFail: true });
       if (tries > 200) throw new TandemError(ERROR_CODES.lab, `v-${name} still exists 20 s after ${name} crashed`);
       await new Promise((r) => setTimeout(r, 100));
     }

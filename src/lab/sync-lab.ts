@@ -204,7 +204,10 @@ export class SyncLab {
   /** Machine crash (see the module comment); resolves when the daemon is dead and the namespace gone. */
   async crash(name: DirectorName): Promise<void> {
     const d = this.daemons.get(name);
-    await this.lab.crashHost(name);
+    // The kernel sync threads die with a machine; stopped here so nothing keeps the namespace alive.
+    await this.lab.crashHost(name, async () => {
+      for (const state of ['master', 'backup']) await this.lab.exec(name, ['ipvsadm', '--stop-daemon', state], { allowFail: true });
+    });
     if (d !== undefined) await d.exited;
   }
 
