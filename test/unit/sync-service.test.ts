@@ -210,7 +210,9 @@ test('a peer whose kernel stalls mid-resync: the stream fails within the send ti
     await waitFor('the stream failed', () => a.events.some((e) => e.type === 'resync_send_failed'), 30_000);
     const failed = a.events.find((e) => e.type === 'resync_send_failed');
     t.regex(failed?.type === 'resync_send_failed' ? failed.error : '', /has not read for 1500 ms/);
-    t.true(maxGap < 250, `the sending director's event loop stalled at most ${maxGap.toFixed(0)} ms`);
+    // Under a loaded machine timers are late anyway; a sender that blocked on the stalled peer would stall for
+    // the whole 1500 ms send timeout, so 1000 ms still tells the two apart.
+    t.true(maxGap < 1000, `the sending director's event loop stalled at most ${maxGap.toFixed(0)} ms`);
     t.true(b.service.holding, 'B still holds (it has no complete table)');
     b.clock.advance(30_000);
     t.false(b.service.holding, 'resync_timeout bounds the hold');

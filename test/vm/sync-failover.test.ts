@@ -50,6 +50,8 @@ async function failoverAndFailback(t: ExecutionContext, lab: SyncLab): Promise<v
     await client.waitFor((e) => e.ev === 'up' && e.conn === 'idle', 60_000);
     // Give the kernel sync (and, under loss, the repair rounds every 3 s) time to reach dirB.
     await new Promise((r) => setTimeout(r, 8000));
+    const repairs = b.records.filter((r) => r.msg === 'sync repair: table differs from the master');
+    t.log(`dirB repair rounds that found differences before the crash: ${repairs.length} (missing: ${repairs.map((r) => String(r.missing)).join(', ')})`);
     const onB = await lab.connections('dirB');
     t.log(`dirB's table before the crash:\n${onB.trim()}`);
 
