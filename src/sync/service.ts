@@ -123,6 +123,8 @@ export class SyncService {
   /** Peers (routing ids) that said HELLO and have not had a full snapshot acknowledged `ok`. */
   private readonly pending = new Set<string>();
   private readonly streaming = new Set<string>();
+  /** node name -> boot epoch of peers whose full snapshot was acknowledged `ok` (a reconnect needs no new one). */
+  private readonly synced = new Map<string, number>();
   private receiving: { snapshotId: number; full: boolean; startedAt: number; received: number } | undefined;
   private repairRunning = false;
   private generation = 1;
@@ -231,6 +233,11 @@ export class SyncService {
     if (this.stopped) return;
     switch (e.type) {
       case 'hello':
+        if (this.synced.get(e.node) === e.epoch) {
+          // The same run of the peer reconnected (a network blip): its table is whole; repair covers the gap.
+          this.deps.logger.log('info', 'sync peer reconnected; its table was already resynced', { peer: e.peer, node: e.node, epoch: e.epoch });
+          return;
+        }
         this.pending.add(e.peer);
         this.deps.logger.log('info', 'sync peer said hello', { peer: e.peer, node: e.node, epoch: e.epoch, role: e.role, streaming: this.isMaster });
         if (this.isMaster) this.streamTo(e.peer);
@@ -280,7 +287,8 @@ export class SyncService {
     const full = scope === undefined || scope.kind === 'full';
     if (full && this.streaming.has(peer)) return;
     if (full) this.streaming.add(peer);
-    const node = server.peers().find((p) => p.id === peer)?.node ?? peer;
+    const info = server.peers().find((p) => p.id === peer);
+    const node = info?.node ?? peer;
     server
       .sendSnapshot(peer, this.deps.table.entries(), scope === undefined ? {} : { scope })
       .then(
@@ -289,6 +297,7 @@ export class SyncService {
           this.deps.logger.log(r.ok ? 'info' : 'warn', full ? 'resync sent' : 'repair sent', { peer: node, entries: r.total, status: r.ack.status, duration_ms: Math.round(r.durationMs) });
           if (full && r.ok) {
             this.pending.delete(peer);
+            if (info !== undefined) this.synced.set(info.node, info.epoch);
             const verify = this.options.verifyDelayMs ?? DEFAULT_VERIFY_DELAY_MS;
             this.deps.clock.setTimer(verify, () => void this.sendDigest(peer));
           }

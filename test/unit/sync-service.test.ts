@@ -104,7 +104,7 @@ async function pair(masterEntries: number, opts: { sendTimeoutMs?: number } = {}
   a.service.start();
   const b = await director('dirB', kb, ka, new MemoryTable(), { ...opts, peerEndpoint: a.server.endpoint });
   b.service.start();
-  return { a, b, stop: async () => Promise.all([a.service.stop(), b.service.stop()]) };
+  return { a, b, ka, kb, stop: async () => Promise.all([a.service.stop(), b.service.stop()]) };
 }
 
 test('a joining director gets the master table, injects it, and releases its preemption hold on the ACK', async (t) => {
@@ -249,4 +249,33 @@ test('compareDigest counts missing and extra entries per differing bucket', (t) 
   t.is(cmp.missing - cmp.extra, 100 - 93);
   t.true(cmp.missing >= 10 - 3 && cmp.missing <= 10);
   t.true(cmp.buckets.length > 0);
+});
+
+test('a peer that reconnects in the same run is not streamed the table again; a restarted one (new epoch) is', async (t) => {
+  const { a, ka, kb, stop } = await pair(300);
+  const extra: SyncClient[] = [];
+  try {
+    await waitFor('first resync', () => a.events.filter((e) => e.type === 'resync_sent').length === 1);
+    const hellos = () => a.events.filter((e) => e.type === 'channel' && e.event.type === 'hello').length;
+    const connect = (epoch: number) => {
+      const c = SyncClient.connect({
+        endpoint: a.server.endpoint,
+        serverPublicKey: ka.publicKey,
+        keys: kb,
+        node: { name: 'dirB', epoch, role: 'backup' },
+      });
+      extra.push(c);
+    };
+    const before = hellos();
+    connect(1); // same epoch as B's first connection: a reconnect of the same run
+    await waitFor('hello of the reconnect', () => hellos() === before + 1);
+    await new Promise((r) => setTimeout(r, 300));
+    t.is(a.events.filter((e) => e.type === 'resync_sent').length, 1, 'no second full resync');
+    connect(2); // a restarted dirB
+    await waitFor('second resync', () => a.events.filter((e) => e.type === 'resync_sent').length === 2);
+    t.pass();
+  } finally {
+    for (const c of extra) c.close();
+    await stop();
+  }
 });
