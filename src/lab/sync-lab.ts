@@ -7,9 +7,12 @@
  * Needs root and a kernel with IPVS (the vm tier's VM).
  *
  * ```
- *   cli 10.99.0.10 --+                      +-- rs1 10.99.0.21  (VIP on lo, echo server :80)
- *   dirA 10.99.0.2 --+-- br0 (bridge ns) ---+-- rs2 10.99.0.22
- *   dirB 10.99.0.3 --+   VIP 10.99.0.100:80, DR, rr; sync 224.0.0.81:8848 syncid 51; resync tcp :5113
+ *   cli 10.99.0.10 --+                      +-- rs1 10.99.0.21, rs2 10.99.0.22  DR: VIP on lo, echo server :80
+ *   dirA 10.99.0.2 --+-- br0 (bridge ns) ---+
+ *   dirB 10.99.0.3 --+                      +-- rs3 10.99.1.31, rs4 10.99.1.32  NAT: echo server :81,
+ *     (+ 10.99.1.2/.3)                                                default via 10.99.1.1 (a VIP)
+ *   VIP 10.99.0.100: :80 DR and :81 NAT, rr; the master also holds 10.99.1.1, the NAT real servers' gateway
+ *   sync 224.0.0.81:8848 syncid 51 on eth0; resync over tcp :5113
  * ```
  */
 
@@ -27,7 +30,12 @@ const FIXTURES = resolve(fileURLToPath(new URL('../../test/fixtures/sync', impor
 const PYTHON = '/usr/bin/python3';
 
 export const SYNC_LAB_VIP = '10.99.0.100';
+/** The DR service's port (and the lab's default). */
 export const SYNC_LAB_PORT = 80;
+/** The NAT service's port. */
+export const SYNC_LAB_NAT_PORT = 81;
+/** The NAT real servers' gateway: a second VIP, held by the master. */
+const NAT_GATEWAY = '10.99.1.1';
 
 export interface SyncLabOptions {
   prefix: string;
@@ -113,13 +121,16 @@ export class SyncLab {
         { name: 'dirB', cidr: '10.99.0.3/24' },
         { name: 'rs1', cidr: '10.99.0.21/24' },
         { name: 'rs2', cidr: '10.99.0.22/24' },
+        { name: 'rs3', cidr: '10.99.1.31/24' },
+        { name: 'rs4', cidr: '10.99.1.32/24' },
         { name: 'cli', cidr: '10.99.0.10/24' },
       ],
     });
     const workDir = mkdtempSync(join(tmpdir(), `tandem-${o.prefix}-`));
     const l = new SyncLab(lab, workDir, opts);
     l.writeFiles();
-    for (const rs of ['rs1', 'rs2']) await l.startRealServer(rs);
+    for (const rs of ['rs1', 'rs2']) await l.startRealServer(rs, 'dr');
+    for (const rs of ['rs3', 'rs4']) await l.startRealServer(rs, 'nat');
     for (const d of ['dirA', 'dirB'] as const) await l.prepareDirector(d);
     return l;
   }
@@ -149,7 +160,7 @@ export class SyncLab {
           '      vrid: 51',
           `      priority: ${this.opts.priorities[name]}`,
           `      advert_interval: ${this.opts.advertIntervalMs}ms`,
-          `      vips: [${SYNC_LAB_VIP}/32]`,
+          `      vips: [${SYNC_LAB_VIP}/32, ${NAT_GATEWAY}/32]`,
           'sync:',
           '  interface: eth0',
           '  sync_id: 51',
@@ -164,12 +175,18 @@ export class SyncLab {
     }
   }
 
-  private async startRealServer(name: string): Promise<void> {
-    for (const kv of ['net.ipv4.conf.all.arp_ignore=1', 'net.ipv4.conf.all.arp_announce=2', 'net.ipv4.conf.eth0.arp_ignore=1', 'net.ipv4.conf.eth0.arp_announce=2']) {
-      await this.lab.exec(name, ['sysctl', '-qw', kv]);
+  private async startRealServer(name: string, mode: 'dr' | 'nat'): Promise<void> {
+    if (mode === 'dr') {
+      for (const kv of ['net.ipv4.conf.all.arp_ignore=1', 'net.ipv4.conf.all.arp_announce=2', 'net.ipv4.conf.eth0.arp_ignore=1', 'net.ipv4.conf.eth0.arp_announce=2']) {
+        await this.lab.exec(name, ['sysctl', '-qw', kv]);
+      }
+      await this.lab.exec(name, ['ip', 'addr', 'add', `${SYNC_LAB_VIP}/32`, 'dev', 'lo']);
+    } else {
+      // Replies must go back through the director that un-NATs them: the gateway is the master's second VIP.
+      await this.lab.exec(name, ['ip', 'route', 'add', 'default', 'via', NAT_GATEWAY]);
     }
-    await this.lab.exec(name, ['ip', 'addr', 'add', `${SYNC_LAB_VIP}/32`, 'dev', 'lo']);
-    const child = this.lab.spawn(name, [PYTHON, '-u', join(FIXTURES, 'echo_server.py'), name, String(SYNC_LAB_PORT)]);
+    const port = mode === 'dr' ? SYNC_LAB_PORT : SYNC_LAB_NAT_PORT;
+    const child = this.lab.spawn(name, [PYTHON, '-u', join(FIXTURES, 'echo_server.py'), name, String(port)]);
     this.servers.push(child);
     await new Promise<void>((resolveP, reject) => {
       const t = setTimeout(() => reject(new TandemError(ERROR_CODES.lab, `${name}: echo server did not start`)), 30_000);
@@ -180,11 +197,21 @@ export class SyncLab {
     });
   }
 
-  /** The director's IPVS service (DR, rr, both real servers): what `virtual_servers` would derive. */
+  /**
+   * The director's IPVS services (what `virtual_servers` would derive): VIP:80 DR to rs1/rs2 and VIP:81 NAT to
+   * rs3/rs4, round robin; its address on the NAT real servers' subnet and forwarding on (NAT replies are
+   * forwarded packets).
+   */
   async prepareDirector(name: DirectorName): Promise<void> {
-    const vs = `${SYNC_LAB_VIP}:${SYNC_LAB_PORT}`;
-    await this.lab.exec(name, ['ipvsadm', '-A', '-t', vs, '-s', 'rr']);
-    for (const rs of ['10.99.0.21', '10.99.0.22']) await this.lab.exec(name, ['ipvsadm', '-a', '-t', vs, '-r', `${rs}:${SYNC_LAB_PORT}`, '-g']);
+    const inner = name === 'dirA' ? '10.99.1.2/24' : '10.99.1.3/24';
+    await this.lab.exec(name, ['ip', 'addr', 'add', inner, 'dev', 'eth0']);
+    await this.lab.exec(name, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    const dr = `${SYNC_LAB_VIP}:${SYNC_LAB_PORT}`;
+    await this.lab.exec(name, ['ipvsadm', '-A', '-t', dr, '-s', 'rr']);
+    for (const rs of ['10.99.0.21', '10.99.0.22']) await this.lab.exec(name, ['ipvsadm', '-a', '-t', dr, '-r', `${rs}:${SYNC_LAB_PORT}`, '-g']);
+    const nat = `${SYNC_LAB_VIP}:${SYNC_LAB_NAT_PORT}`;
+    await this.lab.exec(name, ['ipvsadm', '-A', '-t', nat, '-s', 'rr']);
+    for (const rs of ['10.99.1.31', '10.99.1.32']) await this.lab.exec(name, ['ipvsadm', '-a', '-t', nat, '-r', `${rs}:${SYNC_LAB_NAT_PORT}`, '-m']);
   }
 
   /** Starts a director's `tandem run`. */
@@ -232,9 +259,9 @@ export class SyncLab {
     return m === null ? 0 : Number(m[1]);
   }
 
-  /** Starts the client: a busy and an idle connection to the VIP (see conn_client.py). */
-  startClient(busyIntervalS = 0.02, idleIntervalS = 15): LabClient {
-    const child = this.lab.spawn('cli', [PYTHON, '-u', join(FIXTURES, 'conn_client.py'), SYNC_LAB_VIP, String(SYNC_LAB_PORT), String(busyIntervalS), String(idleIntervalS)], {
+  /** Starts a client: a busy and an idle connection to VIP:`port` (see conn_client.py). */
+  startClient(busyIntervalS = 0.02, idleIntervalS = 15, port = SYNC_LAB_PORT): LabClient {
+    const child = this.lab.spawn('cli', [PYTHON, '-u', join(FIXTURES, 'conn_client.py'), SYNC_LAB_VIP, String(port), String(busyIntervalS), String(idleIntervalS)], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     return new LabClient(child);

@@ -1,7 +1,8 @@
 /**
  * Connection sync end to end (vm tier): two directors running `tandem run` with a `sync` section, each its own
- * IPVS machine (a network namespace), DR real servers and a client (src/lab/sync-lab.ts). The client holds a
- * busy connection (a message every 20 ms) and an idle one (a message every 15 s) through the VIP.
+ * IPVS machine (a network namespace), DR and NAT real servers and clients (src/lab/sync-lab.ts). For each of
+ * the DR and the NAT service a client holds a busy connection (a message every 20 ms) and an idle one (a
+ * message every 15 s) through the VIP.
  *
  * 1. The master (dirA, priority 200) crashes: link down, every process SIGKILLed, its namespace with its IPVS
  *    table and sync threads deleted. dirB takes over with the entries its kernel backup thread got from dirA's
@@ -17,7 +18,7 @@
 
 import test from 'ava';
 import type { ExecutionContext } from 'ava';
-import { SyncLab } from '../../src/lab/sync-lab.ts';
+import { SYNC_LAB_NAT_PORT, SYNC_LAB_PORT, SyncLab } from '../../src/lab/sync-lab.ts';
 import type { ClientEvent } from '../../src/lab/sync-lab.ts';
 import type { LogRecord } from '../../src/lab/pair.ts';
 import { requireVm } from './helpers.ts';
@@ -44,10 +45,17 @@ async function failoverAndFailback(t: ExecutionContext, lab: SyncLab, beforeCras
   await b.waitFor((r) => r.msg === 'connection sync started', 120_000);
   t.log(`dirA master; dirA hold: ${JSON.stringify(a.records.filter((r) => r.msg.startsWith('preemption')).map((r) => r.reason))}`);
 
-  const client = lab.startClient(0.02, 15);
+  // A client per forwarding method, each with a busy and an idle connection.
+  const clients = [
+    { mode: 'DR', client: lab.startClient(0.02, 15, SYNC_LAB_PORT) },
+    { mode: 'NAT', client: lab.startClient(0.02, 15, SYNC_LAB_NAT_PORT) },
+  ];
+  const idleEchoAfter = (at: number) => Promise.all(clients.map(({ client }) => client.waitFor((e) => e.ev === 'echo' && e.conn === 'idle' && e.t > at, 60_000)));
   try {
-    await client.waitFor((e) => e.ev === 'up' && e.conn === 'busy', 60_000);
-    await client.waitFor((e) => e.ev === 'up' && e.conn === 'idle', 60_000);
+    for (const { client } of clients) {
+      await client.waitFor((e) => e.ev === 'up' && e.conn === 'busy', 60_000);
+      await client.waitFor((e) => e.ev === 'up' && e.conn === 'idle', 60_000);
+    }
     // Give the kernel sync (and, under loss, the repair rounds every 3 s) time to reach dirB.
     await new Promise((r) => setTimeout(r, 8000));
     const repairs = b.records.filter((r) => r.msg === 'sync repair: table differs from the master');
@@ -62,8 +70,8 @@ async function failoverAndFailback(t: ExecutionContext, lab: SyncLab, beforeCras
     await lab.crash('dirA');
     await b.waitFor(isMaster, 60_000, bFrom);
     t.log(`dirB took over ${(Date.now() / 1000 - crashAt).toFixed(1)} s after the crash`);
-    await client.waitFor((e) => e.ev === 'echo' && e.conn === 'idle' && e.t > crashAt, 60_000);
-    t.deepEqual(client.events.filter((e) => e.ev === 'error'), [], 'no connection failed over the failover');
+    await idleEchoAfter(crashAt);
+    for (const { mode, client } of clients) t.deepEqual(client.events.filter((e) => e.ev === 'error'), [], `${mode}: no connection failed over the failover`);
 
     // 2. dirA comes back with an empty table and preempts only after its resync.
     await lab.restore('dirA');
@@ -78,21 +86,23 @@ async function failoverAndFailback(t: ExecutionContext, lab: SyncLab, beforeCras
     t.true(recs.indexOf(released!) < recs.indexOf(master), 'dirA preempted only after its resync completed');
     const resynced = recs.find((r) => r.msg === 'resync from the peer complete');
     t.log(`dirA resync: ${JSON.stringify(resynced)}; became master: ${String(master.reason)}`);
-    t.true(Number(resynced?.entries) >= 2, 'the resync carried at least the two client connections');
+    t.true(Number(resynced?.entries) >= 4, 'the resync carried at least the four client connections');
     await b.waitFor(isBackup, 60_000, bFrom2);
-    await client.waitFor((e) => e.ev === 'echo' && e.conn === 'idle' && e.t > failbackAt, 60_000);
+    await idleEchoAfter(failbackAt);
     await new Promise((r) => setTimeout(r, 2000));
   } finally {
-    const summary = await client.finish();
-    const busy = summaryOf(summary, 'busy');
-    const idle = summaryOf(summary, 'idle');
-    t.log(`busy: ${busy.echoed} echoes, longest wait ${busy.max_gap_s.toFixed(2)} s, servers ${busy.servers.join(',')}; idle: ${idle.echoed} echoes, servers ${idle.servers.join(',')}`);
-    t.deepEqual(busy.errors, [], 'the busy connection never failed');
-    t.deepEqual(idle.errors, [], 'the idle connection never failed');
-    t.is(busy.servers.length, 1, 'the busy connection stayed on one real server');
-    t.is(idle.servers.length, 1, 'the idle connection stayed on one real server');
-    t.true(idle.echoed >= 3, `the idle connection sent through dirA, dirB and dirA again (${idle.echoed} echoes)`);
-    t.true(busy.echoed > 1000, `${busy.echoed} busy echoes`);
+    for (const { mode, client } of clients) {
+      const summary = await client.finish();
+      const busy = summaryOf(summary, 'busy');
+      const idle = summaryOf(summary, 'idle');
+      t.log(`${mode} busy: ${busy.echoed} echoes, longest wait ${busy.max_gap_s.toFixed(2)} s, servers ${busy.servers.join(',')}; idle: ${idle.echoed} echoes, servers ${idle.servers.join(',')}`);
+      t.deepEqual(busy.errors, [], `${mode}: the busy connection never failed`);
+      t.deepEqual(idle.errors, [], `${mode}: the idle connection never failed`);
+      t.is(busy.servers.length, 1, `${mode}: the busy connection stayed on one real server`);
+      t.is(idle.servers.length, 1, `${mode}: the idle connection stayed on one real server`);
+      t.true(idle.echoed >= 3, `${mode}: the idle connection sent through dirA, dirB and dirA again (${idle.echoed} echoes)`);
+      t.true(busy.echoed > 1000, `${mode}: ${busy.echoed} busy echoes`);
+    }
   }
 }
 
