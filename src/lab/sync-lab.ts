@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { ERROR_CODES, TandemError } from '../lib/errors.ts';
 import { writeKeyPairFiles } from '../sync/index.ts';
 import { BridgeLab } from './netns.ts';
-import { DaemonProcess, TANDEM_BIN, type DirectorName } from './pair.ts';
+import { DaemonProcess, TANDEM_BIN, type DirectorName, type LogRecord } from './pair.ts';
 
 const FIXTURES = resolve(fileURLToPath(new URL('../../test/fixtures/sync', import.meta.url)));
 const PYTHON = '/usr/bin/python3';
@@ -43,6 +43,43 @@ export interface SyncLabOptions {
   advertIntervalMs?: number;
   repairInterval?: string;
   resyncTimeout?: string;
+  /** Drop this percentage of every director's outgoing sync multicast (netem), also after a restore; 0 = none. */
+  syncLossPercent?: number;
+}
+
+/** A director's parsed JSON log (a `tandem run` process or a VM running one). */
+export interface DirectorLog {
+  readonly records: LogRecord[];
+  waitFor(pred: (r: LogRecord) => boolean, timeoutMs: number, from?: number): Promise<LogRecord>;
+}
+
+/** What the sync failover scenario needs from a lab (directors in namespaces, or in VMs). */
+export interface SyncLabLike {
+  start(name: DirectorName): DirectorLog;
+  crash(name: DirectorName): Promise<void>;
+  restore(name: DirectorName): Promise<void>;
+  /** The director's connection table as `ipvsadm -Lnc` prints it ('' when it cannot be read). */
+  connections(name: DirectorName): Promise<string>;
+  startClient(busyIntervalS?: number, idleIntervalS?: number, port?: number): LabClient;
+  /** Sync datagrams of `name` dropped by the loss emulation so far. */
+  syncDrops(name: DirectorName): Promise<number>;
+  destroy(): Promise<void>;
+}
+
+/** Packets dropped by the netem qdisc 30: in `tc -s qdisc show` output. */
+export function netemDrops(tcOutput: string): number {
+  const m = /qdisc netem 30:[\s\S]*?dropped (\d+)/.exec(tcOutput);
+  return m === null ? 0 : Number(m[1]);
+}
+
+/** The tc commands that drop `percent`% of the UDP datagrams to port 8848 leaving `dev` (and nothing else). */
+export function syncLossCommands(dev: string, percent: number, srcAddress?: string): string[][] {
+  return [
+    ['qdisc', 'add', 'dev', dev, 'root', 'handle', '1:', 'prio'],
+    ['qdisc', 'add', 'dev', dev, 'parent', '1:3', 'handle', '30:', 'netem', 'loss', `${percent}%`],
+    ['filter', 'add', 'dev', dev, 'parent', '1:0', 'protocol', 'ip', 'prio', '1', 'u32', 'match', 'ip', 'protocol', '17', '0xff', 'match', 'ip', 'dport', '8848', '0xffff',
+      ...(srcAddress !== undefined ? ['match', 'ip', 'src', `${srcAddress}/32`] : []), 'flowid', '1:3'],
+  ];
 }
 
 /** One JSON line of the lab client (test/fixtures/sync/conn_client.py). */
@@ -96,7 +133,7 @@ export class LabClient {
   }
 }
 
-export class SyncLab {
+export class SyncLab implements SyncLabLike {
   readonly daemons = new Map<DirectorName, DaemonProcess>();
   private servers: ChildProcess[] = [];
 
@@ -113,6 +150,7 @@ export class SyncLab {
       advertIntervalMs: o.advertIntervalMs ?? 1000,
       repairInterval: o.repairInterval ?? '3s',
       resyncTimeout: o.resyncTimeout ?? '30s',
+      syncLossPercent: o.syncLossPercent ?? 0,
     };
     const lab = await BridgeLab.create({
       prefix: o.prefix,
@@ -135,44 +173,47 @@ export class SyncLab {
     return l;
   }
 
-  configPath(name: DirectorName): string {
-    return join(this.workDir, `${name}.yaml`);
-  }
-
-  private writeFiles(): void {
-    const keys = join(this.workDir, 'keys');
-    mkdirSync(keys, { recursive: true, mode: 0o700 });
-    for (const d of ['dirA', 'dirB'] as const) writeKeyPairFiles(keys, d);
+  /** Writes the two directors' configurations and CURVE key pairs into `dir` (shared with the VM lab). */
+  static writeDirectorFiles(dir: string, addresses: Record<DirectorName, string>, opts: Required<SyncLabOptions>, stateDir: (name: DirectorName) => string, keyDir = join(dir, 'keys')): void {
+    mkdirSync(keyDir, { recursive: true, mode: 0o700 });
+    for (const d of ['dirA', 'dirB'] as const) writeKeyPairFiles(keyDir, d, { force: true });
     for (const name of ['dirA', 'dirB'] as const) {
       const other = name === 'dirA' ? 'dirB' : 'dirA';
-      const self = this.lab.host(name).address;
-      const peer = this.lab.host(other).address;
-      const state = join(this.workDir, `state-${name}`);
-      mkdirSync(state, { recursive: true, mode: 0o700 });
+      const self = addresses[name];
+      const peer = addresses[other];
       writeFileSync(
-        this.configPath(name),
+        join(dir, `${name}.yaml`),
         [
-          `node: { name: ${name}, interface: eth0, state_dir: ${state} }`,
+          `node: { name: ${name}, interface: eth0, state_dir: ${stateDir(name)} }`,
           'vrrp:',
           `  transport: { mode: unicast, port: 5112, source: ${self}, peers: [${peer}] }`,
           '  instances:',
           '    - name: VI_1',
           '      vrid: 51',
-          `      priority: ${this.opts.priorities[name]}`,
-          `      advert_interval: ${this.opts.advertIntervalMs}ms`,
+          `      priority: ${opts.priorities[name]}`,
+          `      advert_interval: ${opts.advertIntervalMs}ms`,
           `      vips: [${SYNC_LAB_VIP}/32, ${NAT_GATEWAY}/32]`,
           'sync:',
           '  interface: eth0',
           '  sync_id: 51',
           `  listen: tcp://${self}:5113`,
           `  peer: tcp://${peer}:5113`,
-          `  curve: { secret_key_file: ${join(keys, `${name}.key`)}, peer_public_key_file: ${join(keys, `${other}.pub`)} }`,
-          `  resync_timeout: ${this.opts.resyncTimeout}`,
-          `  repair_interval: ${this.opts.repairInterval}`,
+          `  curve: { secret_key_file: ${join(keyDir, `${name}.key`)}, peer_public_key_file: ${join(keyDir, `${other}.pub`)} }`,
+          `  resync_timeout: ${opts.resyncTimeout}`,
+          `  repair_interval: ${opts.repairInterval}`,
           '',
         ].join('\n'),
       );
     }
+  }
+
+  configPath(name: DirectorName): string {
+    return join(this.workDir, `${name}.yaml`);
+  }
+
+  private writeFiles(): void {
+    for (const d of ['dirA', 'dirB'] as const) mkdirSync(join(this.workDir, `state-${d}`), { recursive: true, mode: 0o700 });
+    SyncLab.writeDirectorFiles(this.workDir, { dirA: this.lab.host('dirA').address, dirB: this.lab.host('dirB').address }, this.opts, (d) => join(this.workDir, `state-${d}`));
   }
 
   private async startRealServer(name: string, mode: 'dr' | 'nat'): Promise<void> {
@@ -212,6 +253,7 @@ export class SyncLab {
     const nat = `${SYNC_LAB_VIP}:${SYNC_LAB_NAT_PORT}`;
     await this.lab.exec(name, ['ipvsadm', '-A', '-t', nat, '-s', 'rr']);
     for (const rs of ['10.99.1.31', '10.99.1.32']) await this.lab.exec(name, ['ipvsadm', '-a', '-t', nat, '-r', `${rs}:${SYNC_LAB_NAT_PORT}`, '-m']);
+    if (this.opts.syncLossPercent > 0) await this.lossOnSync(name, this.opts.syncLossPercent);
   }
 
   /** Starts a director's `tandem run`. */
@@ -246,17 +288,12 @@ export class SyncLab {
 
   /** Drops `percent`% of the director's outgoing sync datagrams (UDP to port 8848) with netem; nothing else. */
   async lossOnSync(name: DirectorName, percent: number): Promise<void> {
-    const tc = (args: string[]) => this.lab.exec(name, ['tc', ...args]);
-    await tc(['qdisc', 'add', 'dev', 'eth0', 'root', 'handle', '1:', 'prio']);
-    await tc(['qdisc', 'add', 'dev', 'eth0', 'parent', '1:3', 'handle', '30:', 'netem', 'loss', `${percent}%`]);
-    await tc(['filter', 'add', 'dev', 'eth0', 'parent', '1:0', 'protocol', 'ip', 'prio', '1', 'u32', 'match', 'ip', 'protocol', '17', '0xff', 'match', 'ip', 'dport', '8848', '0xffff', 'flowid', '1:3']);
+    for (const args of syncLossCommands('eth0', percent)) await this.lab.exec(name, ['tc', ...args]);
   }
 
   /** Packets netem dropped on the director's sync qdisc. */
   async syncDrops(name: DirectorName): Promise<number> {
-    const out = await this.lab.exec(name, ['tc', '-s', 'qdisc', 'show', 'dev', 'eth0'], { allowFail: true });
-    const m = /qdisc netem 30:[\s\S]*?dropped (\d+)/.exec(out);
-    return m === null ? 0 : Number(m[1]);
+    return netemDrops(await this.lab.exec(name, ['tc', '-s', 'qdisc', 'show', 'dev', 'eth0'], { allowFail: true }));
   }
 
   /** Starts a client: a busy and an idle connection to VIP:`port` (see conn_client.py). */
