@@ -35,7 +35,7 @@ export const SYNC_LAB_PORT = 80;
 /** The NAT service's port. */
 export const SYNC_LAB_NAT_PORT = 81;
 /** The NAT real servers' gateway: a second VIP, held by the master. */
-const NAT_GATEWAY = '10.99.1.1';
+export const NAT_GATEWAY = '10.99.1.1';
 
 export interface SyncLabOptions {
   prefix: string;
@@ -65,6 +65,55 @@ export interface SyncLabLike {
   syncDrops(name: DirectorName): Promise<number>;
   destroy(): Promise<void>;
 }
+
+/**
+ * Starts a lab real server in its namespace: DR (VIP on lo, arp_ignore/arp_announce) on :80, or NAT (default
+ * route via the gateway VIP) on :81; resolves when its echo server listens.
+ */
+export async function startLabRealServer(lab: BridgeLab, name: string, mode: 'dr' | 'nat'): Promise<ChildProcess> {
+  if (mode === 'dr') {
+    for (const kv of ['net.ipv4.conf.all.arp_ignore=1', 'net.ipv4.conf.all.arp_announce=2', 'net.ipv4.conf.eth0.arp_ignore=1', 'net.ipv4.conf.eth0.arp_announce=2']) {
+      await lab.exec(name, ['sysctl', '-qw', kv]);
+    }
+    await lab.exec(name, ['ip', 'addr', 'add', `${SYNC_LAB_VIP}/32`, 'dev', 'lo']);
+  } else {
+    // Replies must go back through the director that un-NATs them: the gateway is the master's second VIP.
+    await lab.exec(name, ['ip', 'route', 'add', 'default', 'via', NAT_GATEWAY]);
+  }
+  const port = mode === 'dr' ? SYNC_LAB_PORT : SYNC_LAB_NAT_PORT;
+  const child = lab.spawn(name, [PYTHON, '-u', join(FIXTURES, 'echo_server.py'), name, String(port)]);
+  await new Promise<void>((resolveP, reject) => {
+    const t = setTimeout(() => reject(new TandemError(ERROR_CODES.lab, `${name}: echo server did not start`)), 30_000);
+    child.stdout?.once('data', () => {
+      clearTimeout(t);
+      resolveP();
+    });
+  });
+  return child;
+}
+
+/** Starts the lab client in the `cli` namespace: a busy and an idle connection to VIP:`port`. */
+export function startLabClient(lab: BridgeLab, busyIntervalS: number, idleIntervalS: number, port: number): LabClient {
+  const child = lab.spawn('cli', [PYTHON, '-u', join(FIXTURES, 'conn_client.py'), SYNC_LAB_VIP, String(port), String(busyIntervalS), String(idleIntervalS)], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  return new LabClient(child);
+}
+
+/** The IPVS services of a lab director as ipvsadm commands (DR :80 to rs1/rs2, NAT :81 to rs3/rs4). */
+export function labDirectorIpvsCommands(): string[][] {
+  const dr = `${SYNC_LAB_VIP}:${SYNC_LAB_PORT}`;
+  const nat = `${SYNC_LAB_VIP}:${SYNC_LAB_NAT_PORT}`;
+  return [
+    ['ipvsadm', '-A', '-t', dr, '-s', 'rr'],
+    ...['10.99.0.21', '10.99.0.22'].map((rs) => ['ipvsadm', '-a', '-t', dr, '-r', `${rs}:${SYNC_LAB_PORT}`, '-g']),
+    ['ipvsadm', '-A', '-t', nat, '-s', 'rr'],
+    ...['10.99.1.31', '10.99.1.32'].map((rs) => ['ipvsadm', '-a', '-t', nat, '-r', `${rs}:${SYNC_LAB_NAT_PORT}`, '-m']),
+  ];
+}
+
+/** A director's address on the NAT real servers' subnet. */
+export const LAB_INNER_ADDRESS: Record<DirectorName, string> = { dirA: '10.99.1.2/24', dirB: '10.99.1.3/24' };
 
 /** Packets dropped by the netem qdisc 30: in `tc -s qdisc show` output. */
 export function netemDrops(tcOutput: string): number {
@@ -217,25 +266,7 @@ export class SyncLab implements SyncLabLike {
   }
 
   private async startRealServer(name: string, mode: 'dr' | 'nat'): Promise<void> {
-    if (mode === 'dr') {
-      for (const kv of ['net.ipv4.conf.all.arp_ignore=1', 'net.ipv4.conf.all.arp_announce=2', 'net.ipv4.conf.eth0.arp_ignore=1', 'net.ipv4.conf.eth0.arp_announce=2']) {
-        await this.lab.exec(name, ['sysctl', '-qw', kv]);
-      }
-      await this.lab.exec(name, ['ip', 'addr', 'add', `${SYNC_LAB_VIP}/32`, 'dev', 'lo']);
-    } else {
-      // Replies must go back through the director that un-NATs them: the gateway is the master's second VIP.
-      await this.lab.exec(name, ['ip', 'route', 'add', 'default', 'via', NAT_GATEWAY]);
-    }
-    const port = mode === 'dr' ? SYNC_LAB_PORT : SYNC_LAB_NAT_PORT;
-    const child = this.lab.spawn(name, [PYTHON, '-u', join(FIXTURES, 'echo_server.py'), name, String(port)]);
-    this.servers.push(child);
-    await new Promise<void>((resolveP, reject) => {
-      const t = setTimeout(() => reject(new TandemError(ERROR_CODES.lab, `${name}: echo server did not start`)), 30_000);
-      child.stdout?.once('data', () => {
-        clearTimeout(t);
-        resolveP();
-      });
-    });
+    this.servers.push(await startLabRealServer(this.lab, name, mode));
   }
 
   /**
@@ -244,15 +275,9 @@ export class SyncLab implements SyncLabLike {
    * forwarded packets).
    */
   async prepareDirector(name: DirectorName): Promise<void> {
-    const inner = name === 'dirA' ? '10.99.1.2/24' : '10.99.1.3/24';
-    await this.lab.exec(name, ['ip', 'addr', 'add', inner, 'dev', 'eth0']);
+    await this.lab.exec(name, ['ip', 'addr', 'add', LAB_INNER_ADDRESS[name], 'dev', 'eth0']);
     await this.lab.exec(name, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-    const dr = `${SYNC_LAB_VIP}:${SYNC_LAB_PORT}`;
-    await this.lab.exec(name, ['ipvsadm', '-A', '-t', dr, '-s', 'rr']);
-    for (const rs of ['10.99.0.21', '10.99.0.22']) await this.lab.exec(name, ['ipvsadm', '-a', '-t', dr, '-r', `${rs}:${SYNC_LAB_PORT}`, '-g']);
-    const nat = `${SYNC_LAB_VIP}:${SYNC_LAB_NAT_PORT}`;
-    await this.lab.exec(name, ['ipvsadm', '-A', '-t', nat, '-s', 'rr']);
-    for (const rs of ['10.99.1.31', '10.99.1.32']) await this.lab.exec(name, ['ipvsadm', '-a', '-t', nat, '-r', `${rs}:${SYNC_LAB_NAT_PORT}`, '-m']);
+    for (const argv of labDirectorIpvsCommands()) await this.lab.exec(name, argv);
     if (this.opts.syncLossPercent > 0) await this.lossOnSync(name, this.opts.syncLossPercent);
   }
 
@@ -298,10 +323,7 @@ export class SyncLab implements SyncLabLike {
 
   /** Starts a client: a busy and an idle connection to VIP:`port` (see conn_client.py). */
   startClient(busyIntervalS = 0.02, idleIntervalS = 15, port = SYNC_LAB_PORT): LabClient {
-    const child = this.lab.spawn('cli', [PYTHON, '-u', join(FIXTURES, 'conn_client.py'), SYNC_LAB_VIP, String(port), String(busyIntervalS), String(idleIntervalS)], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    return new LabClient(child);
+    return startLabClient(this.lab, busyIntervalS, idleIntervalS, port);
   }
 
   /** The director's connection table, as `ipvsadm -Lnc` rows. */
