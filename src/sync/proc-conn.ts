@@ -249,20 +249,11 @@ export function parseProcConn(text: string, options: ProcConnOptions = {}): { ro
 }
 
 /**
- * Bytes per read(2) of /proc/net/ip_vs_conn: 8 MiB. The kernel restarts its walk of the connection table from
- * the first hash bucket on every read call (ip_vs_conn_seq_start -> ip_vs_conn_array(pos)), so the cost of
- * reading the whole table grows with (table size) x (number of reads). With 256 KiB reads a 1.1M-entry table
- * (110 MB of text, 2^20 buckets) took ~430 walks; reading it in the VM lab did not finish in 20 minutes. 8 MiB
- * makes that ~14 walks; the buffer is allocated once per read stream.
- */
-export const PROC_CONN_READ_BYTES = 8 * 1024 * 1024;
-
-/**
- * Streams the rows of a file (default /proc/net/ip_vs_conn) through `parser`, PROC_CONN_READ_BYTES at a time;
- * the parser's `stats` hold the counts when the generator is done. Rejects only when the file cannot be read.
+ * Streams the rows of a file (default /proc/net/ip_vs_conn) through `parser`, reading 256 KiB at a time; the
+ * parser's `stats` hold the counts when the generator is done. Rejects only when the file cannot be read.
  */
 export async function* readProcConn(path = '/proc/net/ip_vs_conn', parser: ProcConnParser = new ProcConnParser()): AsyncGenerator<ProcConnRow, ProcConnStats, undefined> {
-  const stream = createReadStream(path, { highWaterMark: PROC_CONN_READ_BYTES });
+  const stream = createReadStream(path, { highWaterMark: 256 * 1024 });
   for await (const chunk of stream) {
     const rows = parser.push(chunk as Buffer);
     for (const r of rows) yield r;
