@@ -31,6 +31,8 @@ try {
     cwd: REPO_ROOT,
     timeoutMs: timeoutS * 1000,
     memoryMb: 3072,
+    // The ip_vs_conn slab on its own, so /proc/slabinfo counts the connection table (see sync-in-vm.ts).
+    kernelArgs: ['slab_nomerge'],
     env,
     onOutput: (stream, chunk) => (stream === 'stdout' ? process.stdout : process.stderr).write(chunk),
   });
