@@ -41,6 +41,8 @@ class VmDirector implements DirectorLog {
   readonly records: LogRecord[] = [];
   qemu: ChildProcess | undefined;
   done: Promise<unknown> = Promise.resolve();
+  /** Resolves when the tap is on the bridge (with the error, if attaching failed). */
+  attached: Promise<unknown> = Promise.resolve();
   private buf = '';
 
   feed(chunk: Buffer): void {
@@ -126,11 +128,16 @@ export class VmSyncLab implements SyncLabLike {
     }
     const config = readFileSync(join(this.workDir, `${name}.yaml`), 'utf8').replaceAll(join(this.workDir, 'keys'), `${SHARE_IN_VM}/keys`);
     writeFileSync(join(share, 'tandem.yaml'), config);
+    // Loss emulation runs inside the VM (its kernel has netem; the host's may not): this director's own outgoing
+    // sync datagrams are dropped on its eth0.
+    const loss = this.opts.syncLossPercent > 0 ? syncLossCommands('eth0', this.opts.syncLossPercent).map((args) => ['tc', ...args].map(shQuote).join(' ')) : [];
     const script = [
       `ip addr add ${LAB_INNER_ADDRESS[name]} dev eth0`,
       'sysctl -qw net.ipv4.ip_forward=1',
       ...labDirectorIpvsCommands().map((argv) => argv.map(shQuote).join(' ')),
-      `(while sleep 1; do ipvsadm -Lnc > ${SHARE_IN_VM}/conns.tmp 2>/dev/null && mv ${SHARE_IN_VM}/conns.tmp ${SHARE_IN_VM}/conns; done) &`,
+      ...loss,
+      // The table and the qdisc counters, once a second, for `connections` and `syncDrops`.
+      `(while sleep 1; do ipvsadm -Lnc > ${SHARE_IN_VM}/conns.tmp 2>/dev/null && mv ${SHARE_IN_VM}/conns.tmp ${SHARE_IN_VM}/conns; tc -s qdisc show dev eth0 > ${SHARE_IN_VM}/tc.tmp 2>/dev/null && mv ${SHARE_IN_VM}/tc.tmp ${SHARE_IN_VM}/tc; done) &`,
       `exec ${shQuote(TANDEM_BIN)} run -c ${SHARE_IN_VM}/tandem.yaml`,
     ].join('\n');
     const d = new VmDirector();
@@ -148,7 +155,7 @@ export class VmSyncLab implements SyncLabLike {
       kernelArgs: [`tandem.ip=${ADDRESS[name]}/24`],
       onSpawn: (q) => {
         d.qemu = q;
-        void this.attachTap(name);
+        d.attached = this.attachTap(name).catch((e: unknown) => e);
       },
       onOutput: (stream, chunk) => {
         if (stream === 'stdout') d.feed(chunk);
@@ -157,7 +164,7 @@ export class VmSyncLab implements SyncLabLike {
     return d;
   }
 
-  /** Puts the VM's tap on the bridge once qemu has made it (and the loss emulation on it, if any). */
+  /** Puts the VM's tap on the bridge once qemu has made it. */
   private async attachTap(name: DirectorName): Promise<void> {
     const tap = this.tap(name);
     for (let i = 0; i < 300; i++) {
@@ -166,10 +173,6 @@ export class VmSyncLab implements SyncLabLike {
     }
     await run(['ip', '-n', this.lab.bridgeNs, 'link', 'set', tap, 'master', 'br0']);
     await run(['ip', '-n', this.lab.bridgeNs, 'link', 'set', tap, 'up']);
-    // Traffic toward this VM leaves the bridge on its tap: drop the peer's sync datagrams there.
-    if (this.opts.syncLossPercent > 0) {
-      for (const args of syncLossCommands(tap, this.opts.syncLossPercent, ADDRESS[PEER[name]])) await run(['ip', 'netns', 'exec', this.lab.bridgeNs, 'tc', ...args]);
-    }
   }
 
   /** kill -9 of the VM's qemu; resolves when it is gone and its tap with it. */
@@ -195,9 +198,9 @@ export class VmSyncLab implements SyncLabLike {
     return startLabClient(this.lab, busyIntervalS, idleIntervalS, port);
   }
 
-  /** `name`'s sync datagrams dropped on the way to its peer (netem on the peer's tap). */
+  /** `name`'s sync datagrams dropped by netem in its VM (as of the VM's last once-a-second dump). */
   async syncDrops(name: DirectorName): Promise<number> {
-    return netemDrops(await run(['ip', 'netns', 'exec', this.lab.bridgeNs, 'tc', '-s', 'qdisc', 'show', 'dev', this.tap(PEER[name])], { allowFail: true }));
+    return netemDrops(await readFile(join(this.shareDir(name), 'tc'), 'utf8').catch(() => ''));
   }
 
   async destroy(): Promise<void> {

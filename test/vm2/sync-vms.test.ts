@@ -2,7 +2,7 @@
  * Connection sync with two QEMU VMs as the directors (src/lab/vm-sync-lab.ts), orchestrated from the host: a
  * busy (20 ms) and an idle (15 s) connection through a DR and a NAT service survive `kill -9` of the master
  * VM's qemu, and the failback when it boots again (empty) and preempts after its resync; then the same with 30%
- * of the sync multicast lost on the way to the peer. The scenario is test/vm/sync-scenario.ts, shared with the
+ * of every director's outgoing sync multicast dropped by netem inside its VM. The scenario is test/vm/sync-scenario.ts, shared with the
  * namespace lab that runs inside one VM.
  */
 
