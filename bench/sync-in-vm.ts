@@ -206,8 +206,8 @@ async function lagAndLossBench(): Promise<void> {
     const onA = await tableCports(lab, 'dirA');
     const onB = await tableCports(lab, 'dirB');
     const missing = [...onA].filter((p) => !onB.has(p)).length;
-    const drops = await lab.syncDrops('dirA');
-    say(`30% loss on the master's sync multicast (${drops} datagrams dropped by netem): first repair check found ${String(firstCheck?.missing ?? 0)} entries missing on the backup; after 15 s of repair rounds (every 3 s): ${missing} of ${onA.size} missing`);
+    const loss = await lab.syncLoss('dirA');
+    say(`30% loss on the master's sync multicast (netem: ${loss.sent} datagrams passed, ${loss.dropped} dropped): first repair check found ${String(firstCheck?.missing ?? 0)} entries missing on the backup; after 15 s of repair rounds (every 3 s): ${missing} of ${onA.size} missing`);
     h.close();
     h2.close();
   } finally {

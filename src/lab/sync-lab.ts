@@ -61,8 +61,8 @@ export interface SyncLabLike {
   /** The director's connection table as `ipvsadm -Lnc` prints it ('' when it cannot be read). */
   connections(name: DirectorName): Promise<string>;
   startClient(busyIntervalS?: number, idleIntervalS?: number, port?: number): LabClient;
-  /** Sync datagrams of `name` dropped by the loss emulation so far. */
-  syncDrops(name: DirectorName): Promise<number>;
+  /** `name`'s outgoing sync datagrams that went through the loss emulation: passed on and dropped. */
+  syncLoss(name: DirectorName): Promise<{ sent: number; dropped: number }>;
   destroy(): Promise<void>;
 }
 
@@ -115,10 +115,10 @@ export function labDirectorIpvsCommands(): string[][] {
 /** A director's address on the NAT real servers' subnet. */
 export const LAB_INNER_ADDRESS: Record<DirectorName, string> = { dirA: '10.99.1.2/24', dirB: '10.99.1.3/24' };
 
-/** Packets dropped by the netem qdisc 30: in `tc -s qdisc show` output. */
-export function netemDrops(tcOutput: string): number {
-  const m = /qdisc netem 30:[\s\S]*?dropped (\d+)/.exec(tcOutput);
-  return m === null ? 0 : Number(m[1]);
+/** What the netem qdisc 30: did, from `tc -s qdisc show`: packets it passed on and packets it dropped. */
+export function netemCounts(tcOutput: string): { sent: number; dropped: number } {
+  const m = /qdisc netem 30:[^\n]*\n\s*Sent \d+ bytes (\d+) pkt \(dropped (\d+)/.exec(tcOutput);
+  return m === null ? { sent: 0, dropped: 0 } : { sent: Number(m[1]), dropped: Number(m[2]) };
 }
 
 /** The tc commands that drop `percent`% of the UDP datagrams to port 8848 leaving `dev` (and nothing else). */
@@ -316,9 +316,9 @@ export class SyncLab implements SyncLabLike {
     for (const args of syncLossCommands('eth0', percent)) await this.lab.exec(name, ['tc', ...args]);
   }
 
-  /** Packets netem dropped on the director's sync qdisc. */
-  async syncDrops(name: DirectorName): Promise<number> {
-    return netemDrops(await this.lab.exec(name, ['tc', '-s', 'qdisc', 'show', 'dev', 'eth0'], { allowFail: true }));
+  /** What netem did to the director's outgoing sync datagrams. */
+  async syncLoss(name: DirectorName): Promise<{ sent: number; dropped: number }> {
+    return netemCounts(await this.lab.exec(name, ['tc', '-s', 'qdisc', 'show', 'dev', 'eth0'], { allowFail: true }));
   }
 
   /** Starts a client: a busy and an idle connection to VIP:`port` (see conn_client.py). */

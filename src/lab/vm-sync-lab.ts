@@ -19,7 +19,7 @@ import {
   LAB_INNER_ADDRESS,
   SyncLab,
   labDirectorIpvsCommands,
-  netemDrops,
+  netemCounts,
   startLabClient,
   startLabRealServer,
   syncLossCommands,
@@ -198,9 +198,9 @@ export class VmSyncLab implements SyncLabLike {
     return startLabClient(this.lab, busyIntervalS, idleIntervalS, port);
   }
 
-  /** `name`'s sync datagrams dropped by netem in its VM (as of the VM's last once-a-second dump). */
-  async syncDrops(name: DirectorName): Promise<number> {
-    return netemDrops(await readFile(join(this.shareDir(name), 'tc'), 'utf8').catch(() => ''));
+  /** What netem did to `name`'s outgoing sync datagrams in its VM (as of the VM's last once-a-second dump). */
+  async syncLoss(name: DirectorName): Promise<{ sent: number; dropped: number }> {
+    return netemCounts(await readFile(join(this.shareDir(name), 'tc'), 'utf8').catch(() => ''));
   }
 
   async destroy(): Promise<void> {
