@@ -16,6 +16,7 @@ import { ConfigError, TandemError, messageOf } from '../lib/errors.ts';
 import { JsonLogger, LOG_LEVELS, type LogLevel } from '../lib/log.ts';
 import { setRealtimePriority } from '../lib/realtime.ts';
 import { loadAuthKeys, startDaemon } from './wire.ts';
+import { loadSyncKeyFiles } from './wire-sync.ts';
 
 const USAGE = `usage:
   tandem run -c FILE [--log-level debug|info|warn|error] [--realtime-priority 1..99]
@@ -26,6 +27,7 @@ const USAGE = `usage:
   tandem ipvs list -n [--stats|--rate|--timeout|--daemon]  the IPVS tables, byte-identical to ipvsadm -Ln
   tandem ipvs save -n                                      the IPVS tables as ipvsadm -Sn prints them
   tandem realserver up|down|check --vip ADDR --mode dr|tun prepare or check a real server for DR / TUN
+  tandem sync keygen --dir DIR --name NAME [--force]       write a CURVE key pair for the sync channel
   tandem --version`;
 
 function version(): string {
@@ -42,6 +44,7 @@ async function cmdCheck(args: string[]): Promise<number> {
   try {
     const config = loadConfig(values.config);
     loadAuthKeys(config);
+    loadSyncKeyFiles(config);
     const n = config.vrrp.instances.length;
     process.stdout.write(`${values.config}: valid (${n} instance${n === 1 ? '' : 's'})\n`);
     return 0;
@@ -136,6 +139,26 @@ async function cmdRun(args: string[]): Promise<number> {
   });
 }
 
+async function cmdSyncKeygen(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { dir: { type: 'string' }, name: { type: 'string' }, force: { type: 'boolean' } } });
+  if (values.dir === undefined || values.name === undefined) {
+    process.stderr.write(`tandem sync keygen: --dir DIR and --name NAME are required\n${USAGE}\n`);
+    return 2;
+  }
+  try {
+    const { writeKeyPairFiles } = await import('../sync/index.ts');
+    const f = writeKeyPairFiles(values.dir, values.name, { force: values.force === true });
+    process.stdout.write(`${f.secretPath} (secret, 0600)\n${f.publicPath} (public: copy it to the peer director)\n`);
+    return 0;
+  } catch (e) {
+    if (e instanceof TandemError) {
+      process.stderr.write(`${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
@@ -160,6 +183,12 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'realserver':
       return (await import('./realserver.ts')).cmdRealserver(rest);
+    case 'sync': {
+      const [sub, ...args] = rest;
+      if (sub === 'keygen') return cmdSyncKeygen(args);
+      process.stderr.write(`tandem sync: expected keygen\n${USAGE}\n`);
+      return 2;
+    }
     case undefined:
     case '-h':
     case '--help':

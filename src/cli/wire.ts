@@ -19,6 +19,7 @@ import { loadAndBumpEpoch } from '../vrrp/epoch.ts';
 import { AdvertIngress } from '../vrrp/ingress.ts';
 import { UdpTransport } from '../vrrp/transport.ts';
 import type { Server } from 'node:http';
+import { startSync, type RunningSync } from './wire-sync.ts';
 
 /** Per-source advert rate allowed: four times what the configured instances send, plus headroom. */
 export function advertRateLimit(config: TandemConfig): { perSecond: number; burst: number } {
@@ -95,11 +96,20 @@ export async function startDaemon(config: TandemConfig, clock: Clock, logger: Lo
   director.events.on(metrics.observe);
   let server: Server | undefined;
   if (config.metrics.listen !== undefined) server = await serveMetrics(metrics.registry, config.metrics.listen);
-  // IPVS and health checks run on both directors whatever the election state: a failover moves only the VIPs.
   const closeServer = async (): Promise<void> => {
     if (server !== undefined) await new Promise<void>((r) => server.close(() => r()));
   };
+  // Sync starts first: it holds preemption before the first advert is heard.
+  const sync: RunningSync | undefined =
+    config.sync === undefined
+      ? undefined
+      : await startSync({ ...config, sync: config.sync }, director, metrics.registry, clock, logger).catch(async (e: unknown) => {
+          await closeServer();
+          throw e;
+        });
+  // IPVS and health checks run on both directors whatever the election state: a failover moves only the VIPs.
   const lvs = await startLvs(config, clock, logger).catch(async (e: unknown) => {
+    await sync?.stop();
     await closeServer();
     throw e;
   });
@@ -112,6 +122,7 @@ export async function startDaemon(config: TandemConfig, clock: Clock, logger: Lo
       lvs.lvs.start();
     } catch (e) {
       lvs.client.close();
+      await sync?.stop();
       await closeServer();
       throw e;
     }
@@ -122,6 +133,7 @@ export async function startDaemon(config: TandemConfig, clock: Clock, logger: Lo
     lvs: lvs?.lvs,
     async stop() {
       await director.stop();
+      await sync?.stop();
       if (lvs !== undefined) {
         await lvs.lvs.stop();
         lvs.client.close();

@@ -16,6 +16,8 @@ export type {
   MetricsConfig,
   NodeConfig,
   RealServerConfig,
+  SyncConfig,
+  SyncMasterThreadMode,
   TandemConfig,
   TransportConfig,
   VipConfig,
@@ -37,6 +39,7 @@ export type {
 } from './types.ts';
 export {
   AUTH_MODES,
+  SYNC_MASTER_THREAD_MODES,
   IPVS_MANAGE_MODES,
   VS_FORWARDING,
   VS_PERSISTENCE_ENGINES,
@@ -64,6 +67,8 @@ export {
   DEFAULT_VS_PROTOCOL,
   DEFAULT_VS_SCHEDULER,
   DEFAULT_WEIGHT,
+  DEFAULT_SYNC,
+  SYNC_LIMITS,
   ipvsSettings,
   virtualServersOf,
 } from './schema.ts';

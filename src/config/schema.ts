@@ -15,7 +15,7 @@ import type { Document, Scalar, YAMLMap, YAMLSeq } from 'yaml';
 import { addressBytes, formatAddress } from '../lib/address.ts';
 import { formatDuration, parseDuration } from '../lib/duration.ts';
 import { DEFAULT_QUORUM, readQuorum, readVsHealthCheck, resolveServerCheck } from './health-schema.ts';
-import { AUTH_MODES, IPVS_MANAGE_MODES, VS_FORWARDING, VS_PERSISTENCE_ENGINES, VS_PROTOCOLS, VS_SCHEDULER_FLAGS, VS_SCHEDULERS, VS_TUNNEL_CHECKSUMS, VS_TUNNEL_TYPES } from './types.ts';
+import { AUTH_MODES, IPVS_MANAGE_MODES, SYNC_MASTER_THREAD_MODES, VS_FORWARDING, VS_PERSISTENCE_ENGINES, VS_PROTOCOLS, VS_SCHEDULER_FLAGS, VS_SCHEDULERS, VS_TUNNEL_CHECKSUMS, VS_TUNNEL_TYPES } from './types.ts';
 import type {
   AddressFamily,
   AuthConfig,
@@ -29,6 +29,7 @@ import type {
   TandemConfig,
   TransportConfig,
   RealServerConfig,
+  SyncConfig,
   VipConfig,
   VirtualServerConfig,
   VirtualServiceId,
@@ -579,7 +580,7 @@ function readListen(ck: Checker, e: Entry, key: string): string | undefined {
 // ---------------------------------------------------------------------------------------------------------
 // Sections
 
-const TOP_KEYS = ['node', 'vrrp', 'metrics', 'ipvs', 'virtual_servers'] as const;
+const TOP_KEYS = ['node', 'vrrp', 'metrics', 'ipvs', 'virtual_servers', 'sync'] as const;
 const NODE_KEYS = ['name', 'interface', 'state_dir'] as const;
 const VRRP_KEYS = ['transport', 'auth', 'max_peer_priority', 'instances'] as const;
 const UNICAST_KEYS = ['mode', 'port', 'source', 'peers'] as const;
@@ -1377,13 +1378,16 @@ export function validateDocument(doc: Document, file: string): SchemaResult {
   const ipvs = ipvsE === undefined ? undefined : readIpvs(ck, ipvsE);
   const vsE = o.optional('virtual_servers');
   const virtualServers = vsE === undefined ? undefined : readVirtualServers(ck, vsE);
+  const syncE = o.optional('sync');
+  const sync = syncE === undefined ? undefined : readSync(ck, syncE, nodeInterface);
   if (
     ck.issues.length > 0 ||
     node === undefined ||
     vrrp === undefined ||
     metrics === undefined ||
     (ipvsE !== undefined && ipvs === undefined) ||
-    (vsE !== undefined && virtualServers === undefined)
+    (vsE !== undefined && virtualServers === undefined) ||
+    (syncE !== undefined && sync === undefined)
   ) {
     if (ck.issues.length === 0) ck.issue(0, '', 'the configuration is not valid (no further detail; this is a bug in tandem)');
     return { ok: false, issues: ck.issues };
@@ -1392,5 +1396,131 @@ export function validateDocument(doc: Document, file: string): SchemaResult {
   // Optional keys stay absent when the file has no such section, so configurations built in code compare equal.
   if (ipvs !== undefined) config.ipvs = ipvs;
   if (virtualServers !== undefined) config.virtualServers = virtualServers;
+  if (sync !== undefined) config.sync = sync;
   return { ok: true, config };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Connection sync: `sync`
+
+const SYNC_KEYS = ['interface', 'sync_id', 'listen', 'peer', 'curve', 'resync_timeout', 'repair_interval', 'group', 'port', 'ttl', 'maxlen', 'master_thread'] as const;
+const SYNC_CURVE_KEYS = ['secret_key_file', 'peer_public_key_file'] as const;
+
+/** Defaults of the optional `sync` keys: the kernel's own group and port (ip_vs_sync.c), keepalived's TTL. */
+export const DEFAULT_SYNC = Object.freeze({
+  syncId: 0,
+  group: '224.0.0.81',
+  port: 8848,
+  ttl: 1,
+  maxLen: 0,
+  /**
+   * 30 s: a 1M-entry table streams and is injected in about 10 s on a healthy pair; three times that before a
+   * returning director preempts without its table is the longest a failback should wait.
+   */
+  resyncTimeoutMs: 30_000,
+  /** Once a minute: a digest of 256 buckets is 3 KiB; drift (lost sync datagrams) is repaired within a minute. */
+  repairIntervalMs: 60_000,
+  masterThread: 'always',
+} as const);
+
+/** Limits of the `sync` keys. */
+export const SYNC_LIMITS = {
+  syncIdMin: 0,
+  syncIdMax: 255,
+  /** sync_maxlen: 0 (kernel default) or room for the 8-byte header and one IPv4 entry, up to a u16 datagram. */
+  maxLenMin: 44,
+  maxLenMax: 65_507,
+  resyncTimeoutMinMs: 1_000,
+  resyncTimeoutMaxMs: 3_600_000,
+  repairIntervalMinMs: 1_000,
+  repairIntervalMaxMs: 86_400_000,
+} as const;
+
+/**
+ * A ZeroMQ TCP endpoint `tcp://HOST:PORT`: HOST an IPv4 address, `[IPv6]`, or a host name; for `listen` also
+ * `*` (every address). Returns the text as written.
+ */
+function readZmqEndpoint(ck: Checker, e: Entry, key: string, forBind: boolean): string | undefined {
+  const s = stringOf(e.value)?.trim();
+  const example = forBind ? '"tcp://10.99.0.2:5113", "tcp://*:5113" or "tcp://[fd00::2]:5113"' : '"tcp://10.99.0.3:5113" or "tcp://[fd00::3]:5113"';
+  const bad = (why: string): undefined => {
+    ck.issue(e.offset, e.path, `${key} must be a ZeroMQ TCP endpoint such as ${example}${why}; got ${describe(e.value)}`);
+    return undefined;
+  };
+  if (s === undefined) return bad('');
+  const m = /^tcp:\/\/(?:\[([^\]]+)\]|([^:[\]/]+)):(\d{1,5})$/.exec(s);
+  if (m === null) return bad(s.startsWith('tcp://') ? '' : ' (only tcp:// is supported)');
+  const v6 = m[1];
+  const host = m[2];
+  const port = Number(m[3]);
+  if (v6 !== undefined && isIP(v6) !== 6) return bad(` (${v6} is not an IPv6 address)`);
+  const hostname = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+  if (host !== undefined && !(host === '*' && forBind) && isIP(host) !== 4 && !hostname.test(host)) return bad('');
+  if (port < 1 || port > 65535) {
+    ck.issue(e.offset, e.path, `the port in ${key} must be 1..65535; got ${s}`);
+    return undefined;
+  }
+  return s;
+}
+
+function readSync(ck: Checker, e: Entry, nodeInterface: string | undefined): SyncConfig | undefined {
+  const o = readMap(ck, e, '`sync`', SYNC_KEYS);
+  if (o === undefined) return undefined;
+  let ok = true;
+  const need = <T>(v: T | undefined): T | undefined => {
+    if (v === undefined) ok = false;
+    return v;
+  };
+  const ifE = o.optional('interface');
+  const iface = ifE === undefined ? nodeInterface : need(readInterface(ck, ifE, 'interface'));
+  if (ifE === undefined && nodeInterface === undefined) ok = false; // node.interface is missing and reported there
+  const syncId = need(withDefault(o.optional('sync_id'), DEFAULT_SYNC.syncId, (x) => readInt(ck, x, 'sync_id', SYNC_LIMITS.syncIdMin, SYNC_LIMITS.syncIdMax, ' (the same on both directors; 0 = a backup thread accepts any)')));
+  const lE = o.required('listen', 'the endpoint this director serves resyncs on, e.g. `listen: tcp://10.99.0.2:5113`');
+  const pE = o.required('peer', "the peer director's `listen` endpoint, e.g. `peer: tcp://10.99.0.3:5113`");
+  const listen = lE === undefined ? undefined : readZmqEndpoint(ck, lE, 'listen', true);
+  const peer = pE === undefined ? undefined : readZmqEndpoint(ck, pE, 'peer', false);
+  if (listen === undefined || peer === undefined) ok = false;
+  if (listen !== undefined && peer !== undefined && pE !== undefined && listen === peer) {
+    ck.issue(pE.offset, pE.path, `peer must be the other director's endpoint, not this director's own \`listen\` (${listen})`);
+    ok = false;
+  }
+  const cE = o.required('curve', 'the CURVE key files, e.g. `curve: { secret_key_file: /etc/tandem/sync.key, peer_public_key_file: /etc/tandem/peer.pub }`');
+  let curve: SyncConfig['curve'] | undefined;
+  if (cE !== undefined) {
+    const co = readMap(ck, cE, '`sync.curve`', SYNC_CURVE_KEYS);
+    const sE = co?.required('secret_key_file', "this director's CURVE secret key file, e.g. `secret_key_file: /etc/tandem/sync.key`");
+    const ppE = co?.required('peer_public_key_file', "the peer director's CURVE public key file, e.g. `peer_public_key_file: /etc/tandem/peer.pub`");
+    const secretKeyFile = sE === undefined ? undefined : readAbsolutePath(ck, sE, 'secret_key_file', '/etc/tandem/sync.key');
+    const peerPublicKeyFile = ppE === undefined ? undefined : readAbsolutePath(ck, ppE, 'peer_public_key_file', '/etc/tandem/peer.pub');
+    if (secretKeyFile !== undefined && peerPublicKeyFile !== undefined) curve = { secretKeyFile, peerPublicKeyFile };
+  }
+  if (curve === undefined) ok = false;
+  const resyncTimeoutMs = need(
+    withDefault(o.optional('resync_timeout'), DEFAULT_SYNC.resyncTimeoutMs, (x) =>
+      readDuration(ck, x, 'resync_timeout', { min: SYNC_LIMITS.resyncTimeoutMinMs, max: SYNC_LIMITS.resyncTimeoutMaxMs }),
+    ),
+  );
+  const repairIntervalMs = need(
+    withDefault(o.optional('repair_interval'), DEFAULT_SYNC.repairIntervalMs, (x) =>
+      readDuration(ck, x, 'repair_interval', { min: SYNC_LIMITS.repairIntervalMinMs, max: SYNC_LIMITS.repairIntervalMaxMs, zeroOff: true }),
+    ),
+  );
+  const gE = o.optional('group');
+  const groupIp = gE === undefined ? undefined : readIp(ck, gE, 'group', 'multicast');
+  if (gE !== undefined && groupIp === undefined) ok = false;
+  const group = groupIp?.text ?? DEFAULT_SYNC.group;
+  const port = need(withDefault(o.optional('port'), DEFAULT_SYNC.port, (x) => readInt(ck, x, 'port', CONFIG_LIMITS.portMin, CONFIG_LIMITS.portMax, ' (UDP port of the sync datagrams)')));
+  const ttl = need(withDefault(o.optional('ttl'), DEFAULT_SYNC.ttl, (x) => readInt(ck, x, 'ttl', CONFIG_LIMITS.ttlMin, CONFIG_LIMITS.ttlMax, ' (1 keeps sync datagrams on the local link)')));
+  const mE = o.optional('maxlen');
+  let maxLen: number | undefined = DEFAULT_SYNC.maxLen;
+  if (mE !== undefined) {
+    const v = mE.value;
+    if (isScalar(v) && v.value === 0) maxLen = 0;
+    else maxLen = readInt(ck, mE, 'maxlen', SYNC_LIMITS.maxLenMin, SYNC_LIMITS.maxLenMax, ' bytes per sync datagram, or 0 for the kernel default (interface MTU - 28)');
+    if (maxLen === undefined) ok = false;
+  }
+  const masterThread = need(withDefault<SyncConfig['masterThread']>(o.optional('master_thread'), DEFAULT_SYNC.masterThread, (x) => readChoice(ck, x, 'master_thread', SYNC_MASTER_THREAD_MODES)));
+  if (!ok || iface === undefined || syncId === undefined || listen === undefined || peer === undefined || curve === undefined) return undefined;
+  if (resyncTimeoutMs === undefined || repairIntervalMs === undefined || port === undefined || ttl === undefined || maxLen === undefined || masterThread === undefined) return undefined;
+  return { interface: iface, syncId, listen, peer, curve, resyncTimeoutMs, repairIntervalMs, group, port, ttl, maxLen, masterThread };
 }

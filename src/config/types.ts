@@ -84,6 +84,8 @@ export interface TandemConfig {
   ipvs?: IpvsConfig;
   /** The virtual servers; absent when the file has no `virtual_servers` key (then there are none). */
   virtualServers?: VirtualServerConfig[];
+  /** Connection sync; absent when the file has no `sync` key (then the kernel sync threads are not managed). */
+  sync?: SyncConfig;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -224,4 +226,41 @@ export interface VirtualServerConfig {
    * `alpha` (or a real server has its own `health_check`); absent = no health checking, every server always up.
    */
   health?: VsHealthConfig;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Connection sync: the `sync` section.
+
+/**
+ * When the kernel's MASTER sync thread runs. `always` (the default): on both directors from start to stop, so
+ * a director that takes over is already sending when the first packet of a new connection arrives (a thread
+ * started at the transition would miss the connections created while it starts); the thread sends only for
+ * connections that carry traffic through this director, so on the backup it sends nothing. `while_master`:
+ * started on becoming master and stopped on leaving it, as keepalived's lvs_sync_daemon does.
+ */
+export const SYNC_MASTER_THREAD_MODES = ['always', 'while_master'] as const;
+export type SyncMasterThreadMode = (typeof SYNC_MASTER_THREAD_MODES)[number];
+
+/** The `sync` section: kernel sync threads, injection, and the CURVE-secured resync channel to the peer. */
+export interface SyncConfig {
+  /** Interface of the kernel sync threads (and of injected datagrams); default node.interface. */
+  interface: string;
+  /** 0..255; both directors use the same. 0 makes a backup thread accept any syncid. */
+  syncId: number;
+  /** ZeroMQ endpoint this director serves resyncs on, e.g. `tcp://10.99.0.2:5113`. */
+  listen: string;
+  /** ZeroMQ endpoint of the peer director's `listen`. */
+  peer: string;
+  curve: { secretKeyFile: string; peerPublicKeyFile: string };
+  /** How long a (re)joining director holds back preemption while waiting for its resync. */
+  resyncTimeoutMs: number;
+  /** Period of the digest/delta repair; 0 = off. */
+  repairIntervalMs: number;
+  /** Sync multicast group (IPv4 or IPv6), port and TTL, as the kernel threads use them. */
+  group: string;
+  port: number;
+  ttl: number;
+  /** sync_maxlen for the kernel threads; 0 = the kernel's default (from the interface MTU). */
+  maxLen: number;
+  masterThread: SyncMasterThreadMode;
 }

@@ -116,6 +116,17 @@ export class Director {
     return this.instances.map((i) => ({ name: i.cfg.name, vrid: i.cfg.vrid, state: i.s.state, priority: i.cfg.priority, master: i.s.master?.address }));
   }
 
+  /**
+   * Holds back (true) or allows (false) preemption of a live lower-priority master on every instance (the
+   * machine's `preemptHold` input). Connection sync holds it while this director waits for its table.
+   */
+  setPreemptHold(hold: boolean, reason: string): void {
+    if (this.stopped) return;
+    this.events.emit({ type: 'preempt_hold', hold, reason });
+    this.deps.logger.log('info', hold ? 'preemption held' : 'preemption allowed', { reason });
+    for (const rt of this.instances) this.dispatch(rt, { type: 'preemptHold', hold });
+  }
+
   /** Binds the transport, clears VIPs left by an earlier run, and starts every instance. */
   async start(): Promise<void> {
     const { transport, logger } = this.deps;

@@ -17,6 +17,8 @@ export type DirectorEvent =
   | { type: 'announced'; instance: string; vip: string; ok: boolean; error?: string }
   | { type: 'transport_error'; message: string }
   | { type: 'link'; interface: string; up: boolean; state: string }
-  | { type: 'loop_lag'; lagMs: number };
+  | { type: 'loop_lag'; lagMs: number }
+  /** Preemption held back (connection sync not complete) or allowed again. */
+  | { type: 'preempt_hold'; hold: boolean; reason: string };
 
 export type DirectorEventType = DirectorEvent['type'];

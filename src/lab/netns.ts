@@ -60,24 +60,73 @@ export class BridgeLab {
     await run(['ip', '-n', br, 'link', 'set', 'br0', 'up']);
     await run(['ip', '-n', br, 'link', 'set', 'lo', 'up']);
     const hosts = new Map<string, LabHost>();
-    for (const [i, h] of spec.hosts.entries()) {
-      const ns = `${spec.prefix}-${h.name}`;
-      const mac = `02:00:00:00:${(0x10 + (spec.prefix.length % 0x40)).toString(16).padStart(2, '0')}:${(i + 1).toString(16).padStart(2, '0')}`;
-      await run(['ip', 'netns', 'add', ns]);
-      // Inner end is created directly in the host namespace as eth0, outer end in the bridge namespace.
-      await run(['ip', 'link', 'add', 'eth0', 'netns', ns, 'address', mac, 'type', 'veth', 'peer', 'name', `v-${h.name}`, 'netns', br]);
-      await run(['ip', '-n', br, 'link', 'set', `v-${h.name}`, 'master', 'br0']);
-      await run(['ip', '-n', br, 'link', 'set', `v-${h.name}`, 'up']);
-      await run(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
-      await run(['ip', '-n', ns, 'addr', 'add', h.cidr, 'dev', 'eth0']);
-      if (h.cidr6 !== undefined) {
-        await run(['ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.eth0.accept_dad=0']);
-        await run(['ip', '-n', ns, 'addr', 'add', h.cidr6, 'dev', 'eth0', 'nodad']);
-      }
-      await run(['ip', '-n', ns, 'link', 'set', 'eth0', 'up']);
-      hosts.set(h.name, { name: h.name, ns, ifname: 'eth0', cidr: h.cidr, address: h.cidr.split('/')[0] ?? h.cidr, mac });
+    for (const [i, h] of spec.hosts.entries()) hosts.set(h.name, await BridgeLab.addHost(spec.prefix, h, i));
+    const lab = new BridgeLab(spec.prefix, hosts);
+    lab.specs = spec.hosts;
+    return lab;
+  }
+
+  private specs: LabSpec['hosts'] = [];
+
+  /** Makes host `h` (the `i`-th of the spec, which fixes its MAC) and joins it to the bridge. */
+  private static async addHost(prefix: string, h: LabSpec['hosts'][number], i: number): Promise<LabHost> {
+    const br = `${prefix}-br`;
+    const ns = `${prefix}-${h.name}`;
+    const mac = `02:00:00:00:${(0x10 + (prefix.length % 0x40)).toString(16).padStart(2, '0')}:${(i + 1).toString(16).padStart(2, '0')}`;
+    await run(['ip', 'netns', 'add', ns]);
+    // Inner end is created directly in the host namespace as eth0, outer end in the bridge namespace.
+    await run(['ip', 'link', 'add', 'eth0', 'netns', ns, 'address', mac, 'type', 'veth', 'peer', 'name', `v-${h.name}`, 'netns', br]);
+    await run(['ip', '-n', br, 'link', 'set', `v-${h.name}`, 'master', 'br0']);
+    await run(['ip', '-n', br, 'link', 'set', `v-${h.name}`, 'up']);
+    await run(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
+    await run(['ip', '-n', ns, 'addr', 'add', h.cidr, 'dev', 'eth0']);
+    if (h.cidr6 !== undefined) {
+      await run(['ip', 'netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.eth0.accept_dad=0']);
+      await run(['ip', '-n', ns, 'addr', 'add', h.cidr6, 'dev', 'eth0', 'nodad']);
     }
-    return new BridgeLab(spec.prefix, hosts);
+    await run(['ip', '-n', ns, 'link', 'set', 'eth0', 'up']);
+    return { name: h.name, ns, ifname: 'eth0', cidr: h.cidr, address: h.cidr.split('/')[0] ?? h.cidr, mac };
+  }
+
+  /**
+   * A host's machine crashes: its link goes down, every process in its namespace is killed with SIGKILL, and
+   * the namespace is deleted, so all its kernel state (addresses, IPVS tables and sync threads) is gone as on
+   * a machine that lost power. `restoreHost` brings an empty machine back.
+   */
+  async crashHost(name: string, beforeDelete?: () => Promise<void>): Promise<void> {
+    const h = this.host(name);
+    await run(['ip', '-n', h.ns, 'link', 'set', 'eth0', 'down'], { allowFail: true });
+    const pids = (await run(['ip', 'netns', 'pids', h.ns], { allowFail: true })).split(/\s+/).filter((p) => /^\d+$/.test(p));
+    for (const pid of pids) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    await beforeDelete?.();
+    await run(['ip', 'netns', 'delete', h.ns]);
+  }
+
+  /**
+   * Re-creates a crashed host with the same name, address and MAC. The kernel frees a deleted namespace (and
+   * the veth in it) asynchronously, later when something still holds a reference; after 3 s the old veth is
+   * deleted from the bridge side, which removes both ends.
+   */
+  async restoreHost(name: string): Promise<LabHost> {
+    const i = this.specs.findIndex((s) => s.name === name);
+    const spec = this.specs[i];
+    if (spec === undefined) throw new TandemError(ERROR_CODES.lab, `no host ${name} in lab ${this.prefix}`);
+    for (let tries = 0; ; tries++) {
+      const gone = (await run(['ip', '-n', this.bridgeNs, 'link', 'show', `v-${name}`], { allowFail: true })) === '';
+      if (gone) break;
+      if (tries === 30) await run(['ip', '-n', this.bridgeNs, 'link', 'del', `v-${name}`], { allowFail: true });
+      if (tries > 200) throw new TandemError(ERROR_CODES.lab, `v-${name} still exists 20 s after ${name} crashed`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const h = await BridgeLab.addHost(this.prefix, spec, i);
+    (this.hosts as Map<string, LabHost>).set(name, h);
+    return h;
   }
 
   /** Removes every namespace whose name starts with `${prefix}-`. */

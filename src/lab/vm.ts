@@ -10,7 +10,7 @@
  * kernel parameters that test/vm/init.sh can read from /proc/cmdline.
  */
 
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
@@ -88,8 +88,12 @@ export interface VmRunOptions {
   onConsole?: (chunk: Buffer) => void;
   /** Extra qemu arguments (devices for later tiers: NICs, taps). */
   qemuArgs?: readonly string[];
-  /** Extra kernel command line parameters. */
+  /** Extra kernel command line parameters (`tandem.ip=ADDR/PREFIX` makes init.sh configure eth0). */
   kernelArgs?: readonly string[];
+  /** Start qemu inside this network namespace (`ip netns exec`), e.g. where its tap devices go on a bridge. */
+  netns?: string;
+  /** Called with the qemu process once spawned (a test may `kill -9` it: a machine crash). */
+  onSpawn?: (qemu: ChildProcess) => void;
 }
 
 export interface VmTimings {
@@ -505,7 +509,12 @@ export async function runInVm(opts: VmRunOptions): Promise<VmRunResult> {
   let timedOut = false;
   let spawnError: Error | undefined;
 
-  const child = spawn(image.qemu, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // `ip netns exec` execs qemu, so the pid stays qemu's.
+  const child =
+    opts.netns === undefined
+      ? spawn(image.qemu, argv, { stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn('ip', ['netns', 'exec', opts.netns, image.qemu, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
+  opts.onSpawn?.(child);
   // qemu must not outlive us: killed when this process exits, and on SIGINT/SIGTERM/SIGHUP, which are then
   // re-raised with their default action unless someone else listens for them.
   const killOnExit = (): void => {

@@ -42,6 +42,7 @@ export function createMetrics(opts: { processMetrics?: boolean } = {}): TandemMe
   const announced = new Counter({ name: 'tandem_vip_announcements_total', help: 'Gratuitous ARP / unsolicited NA sent, by result', labelNames: ['instance', 'result'], registers: [registry] });
   const transportErrors = new Counter({ name: 'tandem_vrrp_transport_errors_total', help: 'Election socket errors', registers: [registry] });
   const link = new Gauge({ name: 'tandem_link_up', help: 'Interface operational state (1 up)', labelNames: ['interface'], registers: [registry] });
+  const hold = new Gauge({ name: 'tandem_vrrp_preempt_hold', help: '1 while preemption is held back waiting for the connection table (sync)', registers: [registry] });
   const lag = new Histogram({ name: 'tandem_event_loop_lag_seconds', help: 'Event-loop lag sampled every 500 ms', buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1], registers: [registry] });
 
   const observe = (e: DirectorEvent): void => {
@@ -78,6 +79,9 @@ export function createMetrics(opts: { processMetrics?: boolean } = {}): TandemMe
         return;
       case 'loop_lag':
         lag.observe(e.lagMs / 1000);
+        return;
+      case 'preempt_hold':
+        hold.set(e.hold ? 1 : 0);
         return;
     }
   };

@@ -123,6 +123,7 @@ export type SyncChannelEvent =
   | { type: 'malformed'; peer: string; reason: string; detail: string }
   | { type: 'snapshotSent'; peer: string; snapshotId: number; entries: number; ack: AckMessage; durationMs: number }
   | { type: 'snapshotAbandoned'; peer: string; snapshotId: number; error: string }
+  | { type: 'snapshotBegin'; snapshotId: number; estimate: number; scope: SnapshotScope }
   | { type: 'snapshotReceived'; snapshotId: number; received: number; status: AckMessage['status'] }
   | { type: 'deltaRequest'; peer: string; message: DeltaRequestMessage }
   | { type: 'digest'; peer: string; message: DigestMessage }
@@ -749,6 +750,7 @@ export class SyncClient {
       switch (o.kind) {
         case 'begin':
           this.armIdle();
+          this.events.emit({ type: 'snapshotBegin', snapshotId: o.snapshotId, estimate: o.estimate, scope: o.scope });
           break;
         case 'entries':
           this.armIdle();

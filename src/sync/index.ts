@@ -14,3 +14,7 @@ export * from './snapshot.ts';
 export * from './keys.ts';
 export * from './channel.ts';
 export * from './synthetic.ts';
+export * from './daemons.ts';
+export * from './injector.ts';
+export * from './mcast.ts';
+export * from './service.ts';

@@ -261,3 +261,18 @@ export async function* readProcConn(path = '/proc/net/ip_vs_conn', parser: ProcC
   for (const r of parser.end()) yield r;
   return parser.stats;
 }
+
+/**
+ * The local kernel table as a sync source: each `entries()` call reads /proc/net/ip_vs_conn (or `path`) afresh.
+ * Rows /proc shows but sync cannot carry are skipped (counted in the parser's stats, passed to `onStats`).
+ */
+export function procConnTable(options: ProcConnOptions & { path?: string; onStats?: (s: ProcConnStats) => void } = {}): { entries(): AsyncIterable<ConnEntry> } {
+  return {
+    async *entries(): AsyncGenerator<ConnEntry, void, undefined> {
+      const parser = new ProcConnParser(options);
+      const rows = readProcConn(options.path, parser);
+      for await (const r of rows) yield r.entry;
+      options.onStats?.(parser.stats);
+    },
+  };
+}

@@ -59,6 +59,13 @@ export interface MachineState {
   readonly lastReannounceAt: number | undefined;
   /** A re-announcement was asked for within REANNOUNCE_MIN_SPACING_MS of the last; made at a later advert tick. */
   readonly reannounceDue: boolean;
+  /**
+   * tandem: preemption is held back (the `preemptHold` event). While set, a backup follows a lower-priority
+   * master instead of preempting it; it still takes over when that master goes silent (Master_Down_Timer).
+   * Connection sync sets it while a (re)joining director waits for its table (bounded by sync.resync_timeout),
+   * so a failback never moves connections to a director that does not know them yet.
+   */
+  readonly preemptHold: boolean;
 }
 
 export type MachineEvent =
@@ -69,7 +76,9 @@ export type MachineEvent =
   | { type: 'timer'; timer: TimerName }
   /** The instance's interface went down (or another tracked condition failed). */
   | { type: 'fault'; reason: string }
-  | { type: 'faultCleared' };
+  | { type: 'faultCleared' }
+  /** tandem: hold back (true) or allow (false) preemption of a live lower-priority master; see MachineState.preemptHold. */
+  | { type: 'preemptHold'; hold: boolean };
 
 export type TransitionReason =
   | 'startup'
@@ -119,6 +128,7 @@ export function initialState(params: InstanceParams): MachineState {
     master: undefined,
     lastReannounceAt: undefined,
     reannounceDue: false,
+    preemptHold: false,
   };
 }
 
@@ -130,6 +140,7 @@ export function advertWins(params: InstanceParams, priority: number, sender: str
 
 /** One transition of the machine. Pure: same inputs, same outputs. */
 export function step(s: MachineState, event: MachineEvent, now: number): StepResult {
+  if (event.type === 'preemptHold') return setPreemptHold(s, event.hold);
   switch (s.state) {
     case 'INIT':
       return stepInit(s, event, now);
@@ -228,6 +239,19 @@ function stop(s: MachineState, to: 'INIT' | 'FAULT', reason: TransitionReason): 
   return { state: { ...next, state: to, master: undefined, reannounceDue: false }, effects };
 }
 
+/**
+ * tandem: sets or clears the preemption hold, in any state, with no other effect. Clearing it does not preempt
+ * at once: the next advert of the lower-priority master is discarded as RFC 5798 section 6.4.2 says, so this
+ * node takes over when its Master_Down_Timer fires (or after preempt_delay, counted from that advert).
+ */
+function setPreemptHold(s: MachineState, hold: boolean): StepResult {
+  if (s.preemptHold === hold) return unchanged(s);
+  const effects: Effect[] = [];
+  // A preempt_delay countdown started before the hold must not complete during it.
+  const next = hold && s.state === 'BACKUP' ? disarm(s, 'preempt', effects) : s;
+  return { state: { ...next, preemptHold: hold }, effects };
+}
+
 // --- per state -------------------------------------------------------------------------------------------
 
 function stepInit(s: MachineState, event: MachineEvent, now: number): StepResult {
@@ -257,7 +281,7 @@ function stepBackup(s: MachineState, event: MachineEvent, now: number): StepResu
   switch (event.type) {
     case 'timer':
       if (event.timer === 'masterDown' && timerDue(s, 'masterDown', now)) return becomeMaster(s, now, 'master_down', effects);
-      if (event.timer === 'preempt' && timerDue(s, 'preempt', now)) return becomeMaster(s, now, 'preempt_delay', effects);
+      if (event.timer === 'preempt' && timerDue(s, 'preempt', now) && !s.preemptHold) return becomeMaster(s, now, 'preempt_delay', effects);
       return unchanged(s);
     case 'advert': {
       const a = event.advert;
@@ -268,8 +292,9 @@ function stepBackup(s: MachineState, event: MachineEvent, now: number): StepResu
         return { state: { ...next, master: undefined }, effects };
       }
       const lower = a.priority < s.params.priority;
-      if (!s.params.preempt || !lower) {
+      if (!s.params.preempt || !lower || s.preemptHold) {
         // RFC 5798 section 6.4.2: accept the sender as master; learn its interval; restart the down timer.
+        // tandem: also while preemption is held (sync not complete): follow the lower-priority master.
         let next = disarm(s, 'preempt', effects);
         next = { ...next, masterAdvertIntervalMs: interval, master: { address: a.sender, priority: a.priority } };
         next = arm(next, 'masterDown', now + masterDownIntervalMs(s.params.priority, interval), effects);

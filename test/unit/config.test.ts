@@ -256,7 +256,7 @@ test('unknown keys: camelCase spelling, typo, and no suggestion', (t) => {
   );
   const none = oneIssue(t, doc(...BASE_LINES, 'zzz: 1'));
   t.like(none, { line: 14, column: 1, path: 'zzz' });
-  t.regex(none?.message ?? '', /^unknown key `zzz`; the configuration accepts `node`, `vrrp`, `metrics`, `ipvs`, `virtual_servers`$/);
+  t.regex(none?.message ?? '', /^unknown key `zzz`; the configuration accepts `node`, `vrrp`, `metrics`, `ipvs`, `virtual_servers`, `sync`$/);
 });
 
 test('a key of the other transport mode is explained', (t) => {

@@ -203,3 +203,26 @@ test('malformed datagrams are dropped and reported, never reaching the machine',
   t.true(events.includes('advert_dropped:malformed'));
   t.is(director.status()[0]?.state, 'BACKUP');
 });
+
+test('preemption hold: a higher-priority director follows the lower-priority master until the hold is released', async (t) => {
+  const { transport, director, advance } = await setup({ priority: 150 });
+  const holds: boolean[] = [];
+  director.events.on((e) => {
+    if (e.type === 'preempt_hold') holds.push(e.hold);
+  });
+  director.setPreemptHold(true, 'resync pending');
+  // The peer (priority 100) is master and keeps advertising every 100 ms for 2 s: no preemption.
+  for (let i = 0; i < 20; i++) {
+    transport.deliver(peerAdvert(100), '10.99.0.3');
+    await advance(100);
+  }
+  t.is(director.status()[0]?.state, 'BACKUP');
+  t.is(director.status()[0]?.master, '10.99.0.3');
+  director.setPreemptHold(false, 'resync complete');
+  for (let i = 0; i < 6; i++) {
+    transport.deliver(peerAdvert(100), '10.99.0.3');
+    await advance(100);
+  }
+  t.is(director.status()[0]?.state, 'MASTER', 'released: preempts within Master_Down_Interval');
+  t.deepEqual(holds, [true, false]);
+});

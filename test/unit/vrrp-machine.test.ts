@@ -420,3 +420,75 @@ test('simulation: killing the master hands over within Master_Down_Interval of i
   const late = simulate(nodes, 1, 3000 + masterDownIntervalMs(100, 100) + 1, { node: 0, at: 3000 });
   t.is(late.states[1]!.state, 'MASTER');
 });
+
+// --- tandem: preemption hold (sync-gated preemption) -----------------------------------------------------
+
+test('preempt hold: a higher-priority backup follows a lower-priority master instead of preempting', (t) => {
+  const p = params({ priority: 200 });
+  const { s, effects } = run(p, [
+    [0, { type: 'startup' }],
+    [1, { type: 'preemptHold', hold: true }],
+    [100, advert(100)],
+    [1100, advert(100)],
+  ]);
+  t.is(s.state, 'BACKUP');
+  t.deepEqual(s.master, { address: '10.99.0.3', priority: 100 });
+  t.deepEqual(types(effects[2]), ['armTimer'], 'the advert restarts Master_Down_Timer: the master is accepted');
+  t.is(s.timers.masterDown, 1100 + masterDownIntervalMs(200, 1000));
+});
+
+test('preempt hold released: the next lower-priority advert is discarded and Master_Down_Timer takes over', (t) => {
+  const p = params({ priority: 200 });
+  const held = run(p, [
+    [0, { type: 'startup' }],
+    [1, { type: 'preemptHold', hold: true }],
+    [100, advert(100)],
+    [200, { type: 'preemptHold', hold: false }],
+    [1100, advert(100)],
+  ]);
+  t.deepEqual(types(held.effects[3]), [], 'releasing the hold does nothing by itself');
+  t.deepEqual(types(held.effects[4]), [], 'the advert is discarded (RFC 5798 6.4.2 preempt)');
+  const down = held.s.timers.masterDown!;
+  t.is(down, 100 + masterDownIntervalMs(200, 1000), 'the down timer still runs from the last accepted advert');
+  const r = step(held.s, { type: 'timer', timer: 'masterDown' }, down);
+  t.is(r.state.state, 'MASTER');
+  t.deepEqual(types(r.effects).filter((x) => x.startsWith('transition')), ['transition:MASTER:master_down']);
+});
+
+test('preempt hold never blocks a takeover when the master goes silent', (t) => {
+  const p = params({ priority: 200 });
+  const { s } = run(p, [
+    [0, { type: 'startup' }],
+    [1, { type: 'preemptHold', hold: true }],
+    [100, advert(100)],
+  ]);
+  const r = step(s, { type: 'timer', timer: 'masterDown' }, s.timers.masterDown!);
+  t.is(r.state.state, 'MASTER');
+  t.true(r.state.preemptHold, 'the hold stays set; it only matters in BACKUP');
+});
+
+test('preempt hold with preempt_delay: the countdown is cancelled by the hold and restarts after it', (t) => {
+  const p = params({ priority: 200, preemptDelayMs: 5000 });
+  const { s, effects } = run(p, [
+    [0, { type: 'startup' }],
+    [100, advert(100)],
+    [200, { type: 'preemptHold', hold: true }],
+    [1100, advert(100)],
+    [2000, { type: 'preemptHold', hold: false }],
+    [2100, advert(100)],
+  ]);
+  t.deepEqual(types(effects[2]), ['cancelTimer'], 'holding cancels the running preempt_delay countdown');
+  t.is(s.timers.preempt, 2100 + 5000, 'after the hold the delay counts from the first advert seen again');
+  const early = step(s, { type: 'timer', timer: 'preempt' }, 5100);
+  t.is(early.state.state, 'BACKUP', 'the old deadline (100 + 5000) is gone');
+  t.is(step(s, { type: 'timer', timer: 'preempt' }, 7100).state.state, 'MASTER');
+});
+
+test('preempt hold does not change a node that is master or an advert from a higher priority', (t) => {
+  const master = run(params({ priority: 255 }), [[0, { type: 'startup' }], [1, { type: 'preemptHold', hold: true }]]);
+  t.is(master.s.state, 'MASTER');
+  t.deepEqual(master.effects[1], []);
+  const backup = run(params({ priority: 100 }), [[0, { type: 'startup' }], [1, { type: 'preemptHold', hold: true }], [50, advert(200)]]);
+  t.deepEqual(backup.s.master, { address: '10.99.0.3', priority: 200 });
+  t.deepEqual(step(backup.s, { type: 'preemptHold', hold: true }, 60).effects, [], 'setting an already-set hold is a no-op');
+});

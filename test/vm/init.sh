@@ -59,6 +59,11 @@ done
 # shellcheck disable=SC2086 # word splitting wanted
 modprobe -a $mods || log "modprobe -a $mods failed"
 ip link set lo up || log "ip link set lo up failed"
+# A VM with a NIC (the two-director lab): tandem.ip=ADDR/PREFIX on the kernel command line configures eth0.
+nic_ip=$(/bin/busybox sed -n 's/.*tandem\.ip=\([^ ]*\).*/\1/p' /proc/cmdline)
+if [ -n "$nic_ip" ]; then
+  ip link set eth0 up && ip addr add "$nic_ip" dev eth0 || log "cannot configure eth0 with $nic_ip"
+fi
 /bin/busybox hostname tandem-vm
 
 HOME=/tmp
