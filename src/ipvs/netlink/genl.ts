@@ -221,13 +221,7 @@ export function writeGenlMsg<T extends AttrTable>(
   attrsLen: number,
 ): number {
   const len = NLMSG_HDRLEN + GENL_HDRLEN + attrsLen;
-  writeU32(out, len, off);
-  writeU16(out, h.family, off + 4);
-  writeU16(out, h.flags, off + 6);
-  writeU32(out, h.seq >>> 0, off + 8);
-  writeU32(out, 0, off + 12);
-  out.writeUInt8(h.cmd, off + NLMSG_HDRLEN);
-  out.writeUInt8(h.version, off + NLMSG_HDRLEN + 1);
+  writeGenlHeaders(out, off, len, h);
   writeAttrs(out, off + NLMSG_HDRLEN + GENL_HDRLEN, table, values as Readonly<Record<string, unknown>>);
   return off + align4(len);
 }
@@ -507,26 +501,32 @@ export interface NetlinkMessage {
 export function encodeNlMsg(h: { type: number; flags: number; seq: number; pid?: number }, payload: Uint8Array): Buffer {
   const len = NLMSG_HDRLEN + payload.length;
   const out = Buffer.alloc(align4(len));
-  writeU32(out, len, 0);
-  writeU16(out, h.type, 4);
-  writeU16(out, h.flags, 6);
-  writeU32(out, h.seq >>> 0, 8);
-  writeU32(out, (h.pid ?? 0) >>> 0, 12);
+  writeNlMsgHeader(out, 0, len, h.type, h.flags, h.seq, h.pid ?? 0);
   out.set(payload, NLMSG_HDRLEN);
   return out;
+}
+
+/** Writes an nlmsghdr at `off`: total length (header included), type, flags, seq, pid. */
+function writeNlMsgHeader(out: Buffer, off: number, len: number, type: number, flags: number, seq: number, pid: number): void {
+  writeU32(out, len, off);
+  writeU16(out, type, off + 4);
+  writeU16(out, flags, off + 6);
+  writeU32(out, seq >>> 0, off + 8);
+  writeU32(out, pid >>> 0, off + 12);
+}
+
+/** Writes nlmsghdr (type = family id) and genlmsghdr at `off` for a message of `len` bytes. */
+function writeGenlHeaders(out: Buffer, off: number, len: number, h: { family: number; cmd: number; version: number; flags: number; seq: number; pid?: number }): void {
+  writeNlMsgHeader(out, off, len, h.family, h.flags, h.seq, h.pid ?? 0);
+  out.writeUInt8(h.cmd, off + NLMSG_HDRLEN);
+  out.writeUInt8(h.version, off + NLMSG_HDRLEN + 1);
 }
 
 /** A generic netlink request or reply: nlmsghdr (type = family id), genlmsghdr, attributes. */
 export function encodeGenlMsg(h: { family: number; cmd: number; version: number; flags: number; seq: number; pid?: number }, attrs: Uint8Array): Buffer {
   const len = NLMSG_HDRLEN + GENL_HDRLEN + attrs.length;
   const out = Buffer.alloc(align4(len));
-  writeU32(out, len, 0);
-  writeU16(out, h.family, 4);
-  writeU16(out, h.flags, 6);
-  writeU32(out, h.seq >>> 0, 8);
-  writeU32(out, (h.pid ?? 0) >>> 0, 12);
-  out.writeUInt8(h.cmd, NLMSG_HDRLEN);
-  out.writeUInt8(h.version, NLMSG_HDRLEN + 1);
+  writeGenlHeaders(out, 0, len, h);
   out.set(attrs, NLMSG_HDRLEN + GENL_HDRLEN);
   return out;
 }
