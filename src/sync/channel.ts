@@ -29,6 +29,7 @@ import type { Clock } from '../lib/clock.ts';
 import { messageOf } from '../lib/errors.ts';
 import { TypedEmitter } from '../lib/events.ts';
 import type { ConnEntry } from './conn.ts';
+import type { EncodedEntries } from './sync-v1.ts';
 import type { TableDigest } from './digest.ts';
 import { SyncError } from './errors.ts';
 import { z85Decode, z85Encode } from './keys.ts';
@@ -611,9 +612,10 @@ export interface SyncClientOptions {
   node: ChannelNode;
   /**
    * Receives each batch of a snapshot as it arrives (before the snapshot is verified). A returned promise is
-   * awaited before the next frame is read: a slow consumer slows the sender instead of filling memory.
+   * awaited before the next frame is read: a slow consumer slows the sender instead of filling memory. The
+   * entries stay in their wire form (checked; iterate them for objects).
    */
-  onEntries?: (entries: ConnEntry[], snapshotId: number) => void | Promise<void>;
+  onEntries?: (entries: EncodedEntries, snapshotId: number) => void | Promise<void>;
   clock?: Clock;
   tuning?: Partial<ChannelTuning>;
   idleTimeoutMs?: number;

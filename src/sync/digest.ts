@@ -16,8 +16,9 @@
  */
 
 import { createHash } from 'node:crypto';
-import { addressLength, writeAddressBytes } from './conn.ts';
+import { CONN_FLAGS, addressLength, writeAddressBytes } from './conn.ts';
 import type { ConnEntry } from './conn.ts';
+import type { EncodedEntries, EntryLayout } from './sync-v1.ts';
 
 /** 256 buckets: a DIGEST message of 3 KiB, ~4k entries per bucket for a 1M table. */
 export const DEFAULT_BUCKET_BITS = 8;
@@ -109,6 +110,51 @@ function canonical(e: ConnEntry): [number, number] | undefined {
   return [keyEnd, p];
 }
 
+/**
+ * The same canonical bytes as `canonical`, read from a checked, not skipped sync v1 entry at `off` (see
+ * checkEntry) instead of an object: the resync receiver digests what it passes on without decoding it.
+ */
+/** Where canonicalEncoded's key ended (a module variable, so the per-entry path allocates nothing). */
+let encodedKeyEnd = 0;
+
+function canonicalEncoded(buf: Buffer, off: number, layout: EntryLayout): number {
+  const b = SCRATCH;
+  const alen = addressLength(layout.family);
+  b[0] = layout.family;
+  b[1] = buf[off + 1]!;
+  b[2] = ((buf[off + 6]! << 8) & CONN_FLAGS.TEMPLATE) !== 0 ? 1 : 0; // flags is BE32 at off + 4
+  b[3] = 0;
+  // Byte by byte: Buffer#copy crosses into C++ and costs more than these few bytes.
+  b[4] = buf[off + 10]!; // cport
+  b[5] = buf[off + 11]!;
+  b[6] = buf[off + 12]!; // vport
+  b[7] = buf[off + 13]!;
+  const addrs = off + 24;
+  for (let i = 0; i < 2 * alen; i++) b[8 + i] = buf[addrs + i]!; // caddr, vaddr
+  const keyEnd = 8 + 2 * alen;
+  let p = keyEnd;
+  b[p] = buf[off + 14]!; // dport
+  b[p + 1] = buf[off + 15]!;
+  b[p + 2] = buf[off + 8]!; // state
+  b[p + 3] = buf[off + 9]!;
+  p += 4;
+  const daddr = addrs + 2 * alen;
+  for (let i = 0; i < alen; i++) b[p + i] = buf[daddr + i]!;
+  p += alen;
+  if (layout.peDataAt >= 0 && layout.peNameAt >= 0) {
+    // As decodeEntry reads the name (UTF-8 text) and canonical writes it back.
+    const name = buf.toString('utf8', layout.peNameAt, layout.peNameAt + layout.peNameLength);
+    const n = b.write(name.slice(0, 16), p + 1, 16, 'utf8');
+    b[p] = n;
+    p += 1 + n;
+    b[p] = layout.peDataLength;
+    buf.copy(b, p + 1, layout.peDataAt, layout.peDataAt + layout.peDataLength);
+    p += 1 + layout.peDataLength;
+  }
+  encodedKeyEnd = keyEnd;
+  return p;
+}
+
 /** The entry's bucket among 2^bits (top bits of its key hash); entries with invalid addresses land in bucket 0. */
 export function bucketOf(e: ConnEntry, bits: number): number {
   const c = canonical(e);
@@ -151,15 +197,29 @@ export class TableDigest {
     return this.apply(e, -1);
   }
 
+  /** Adds every entry of a checked BATCH body (the same as adding each decoded entry). */
+  addEncoded(entries: EncodedEntries): void {
+    entries.forEachEntry((off, layout) => {
+      const end = canonicalEncoded(entries.buf, off, layout);
+      this.applyCanonical(encodedKeyEnd, end, 1);
+    });
+  }
+
   private apply(e: ConnEntry, sign: 1 | -1): number {
     const c = canonical(e);
+    // An entry with an invalid address counts in bucket 0 with hashes 0 (keyEnd -1).
+    return c === undefined ? this.applyCanonical(-1, 0, sign) : this.applyCanonical(c[0], c[1], sign);
+  }
+
+  /** Counts the canonical bytes SCRATCH[0, end) whose key is SCRATCH[0, keyEnd); keyEnd -1: no bytes. */
+  private applyCanonical(keyEnd: number, end: number, sign: 1 | -1): number {
     let bucket = 0;
     let x = 0;
     let y = 0;
-    if (c !== undefined) {
-      if (this.bucketBits > 0) bucket = murmur3(SCRATCH, 0, c[0], SEED_KEY) >>> (32 - this.bucketBits);
-      x = murmur3(SCRATCH, 0, c[1], SEED_H1);
-      y = murmur3(SCRATCH, 0, c[1], SEED_H2);
+    if (keyEnd >= 0) {
+      if (this.bucketBits > 0) bucket = murmur3(SCRATCH, 0, keyEnd, SEED_KEY) >>> (32 - this.bucketBits);
+      x = murmur3(SCRATCH, 0, end, SEED_H1);
+      y = murmur3(SCRATCH, 0, end, SEED_H2);
     }
     this.counts[bucket] = (this.counts[bucket]! + sign) >>> 0;
     this.h1[bucket] = (this.h1[bucket]! + sign * x) >>> 0;

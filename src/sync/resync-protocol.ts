@@ -36,7 +36,8 @@ import type { Result } from '../lib/result.ts';
 import type { ConnEntry } from './conn.ts';
 import { DIGEST_SUMMARY_LENGTH, MAX_BUCKET_BITS } from './digest.ts';
 import type { BucketDigest } from './digest.ts';
-import { decodeEntry, encodeEntry, entryLength } from './sync-v1.ts';
+import { checkEncodedEntries, encodeEntry, entryLength } from './sync-v1.ts';
+import type { EncodedEntries } from './sync-v1.ts';
 
 /** Frame constants. */
 export const RESYNC = {
@@ -48,6 +49,9 @@ export const RESYNC = {
   maxNodeNameBytes: 64,
   maxBatchEntries: 0xffff,
 } as const;
+
+/** Where a BATCH frame's entries start (header 8 + snapshot id, sequence, count, reserved). */
+export const BATCH_ENTRIES_OFFSET = 20;
 
 /** Message type numbers. */
 export const MESSAGE_TYPES = {
@@ -156,6 +160,17 @@ export type ResyncMessage =
   | AckMessage
   | DigestMessage
   | DeltaRequestMessage;
+
+/** BATCH as decoded: the entries stay in their wire form (iterate them for objects). */
+export interface ReceivedBatchMessage {
+  type: 'batch';
+  snapshotId: number;
+  sequence: number;
+  entries: EncodedEntries;
+}
+
+/** A decoded message: as sent, but a BATCH keeps its entries encoded. */
+export type ReceivedMessage = Exclude<ResyncMessage, BatchMessage> | ReceivedBatchMessage;
 
 /** Why a frame was rejected. */
 export const RESYNC_DECODE_REASONS = ['too_short', 'too_long', 'bad_magic', 'bad_version', 'bad_length', 'unknown_type', 'malformed', 'bad_entry'] as const;
@@ -281,7 +296,7 @@ export function encodeMessage(m: ResyncMessage): Buffer {
 // ---------------------------------------------------------------------------------------------------------
 // Decode
 
-type Decoded = Result<ResyncMessage, ResyncDecodeReason>;
+type Decoded = Result<ReceivedMessage, ResyncDecodeReason>;
 
 /** Reads `count` strictly increasing u16 bucket numbers below 2^bits at `off`; a failure detail or the list. */
 function readBuckets(buf: Buffer, off: number, count: number, bits: number): number[] | string {
@@ -352,18 +367,12 @@ export function decodeMessage(input: Uint8Array): Decoded {
       if (body < 12) return fail('bad_length', `batch body of ${body} bytes, want at least 12`);
       if (buf.readUInt16BE(18) !== 0) return fail('malformed', 'batch reserved bytes are not zero');
       const count = buf.readUInt16BE(16);
-      const entries: ConnEntry[] = [];
-      let p = 20;
-      for (let i = 0; i < count; i++) {
-        const d = decodeEntry(buf, p, buf.length);
-        if (!d.ok) return fail('bad_entry', `batch entry ${i} of ${count}: ${d.detail}`);
-        if (d.value.kind !== 'entry') return fail('bad_entry', `batch entry ${i} of ${count}: ${d.value.detail}`);
-        entries.push(d.value.entry);
-        const end = p + d.value.length;
-        p += (d.value.length + 3) & ~3;
-        for (let q = end; q < p && q < buf.length; q++) if (buf[q] !== 0) return fail('malformed', `batch entry ${i} of ${count}: padding byte at ${q} is not zero`);
+      const checked = checkEncodedEntries(buf, BATCH_ENTRIES_OFFSET, buf.length, count);
+      if (!checked.ok) {
+        const reason = checked.reason === 'bad_padding' ? 'malformed' : checked.reason === 'trailing_bytes' ? 'bad_length' : 'bad_entry';
+        return fail(reason, `batch ${checked.detail}`);
       }
-      if (p !== buf.length) return fail('bad_length', `batch of ${count} entries ends at ${p}, frame is ${buf.length} bytes`);
+      const entries = checked.value;
       return ok({ type, snapshotId: buf.readUInt32BE(8), sequence: buf.readUInt32BE(12), entries });
     }
     case 'snapshotEnd': {

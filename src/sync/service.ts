@@ -29,7 +29,8 @@ import type { ChannelNode, PeerInfo, SnapshotResult, SyncChannelEvent } from './
 import type { ConnEntry } from './conn.ts';
 import { DEFAULT_BUCKET_BITS, TableDigest, diffBuckets } from './digest.ts';
 import type { DigestMessage, SnapshotScope } from './resync-protocol.ts';
-import { decodeSyncMessage } from './sync-v1.ts';
+import { checkSyncMessage } from './sync-v1.ts';
+import type { EncodedEntries } from './sync-v1.ts';
 
 /** The local kernel table, read fresh on each call (the adapter reads /proc/net/ip_vs_conn). */
 export interface SyncTable {
@@ -38,7 +39,7 @@ export interface SyncTable {
 
 /** Where received entries go (the injector). */
 export interface EntrySink {
-  inject(entries: ConnEntry[]): Promise<unknown>;
+  inject(entries: EncodedEntries): Promise<unknown>;
 }
 
 /** What the service uses of a SyncServer. */
@@ -184,7 +185,7 @@ export class SyncService {
   }
 
   /** SyncClient `onEntries`: injects a batch; awaited, so a slow kernel slows the sender (backpressure). */
-  async receiveEntries(entries: ConnEntry[], snapshotId: number): Promise<void> {
+  async receiveEntries(entries: EncodedEntries, snapshotId: number): Promise<void> {
     try {
       await this.deps.sink.inject(entries);
     } catch (e) {
@@ -197,10 +198,10 @@ export class SyncService {
     }
   }
 
-  /** A datagram seen on the sync group (mcast.ts listener): decoded and counted, malformed ones by reason. */
+  /** A datagram seen on the sync group (mcast.ts listener): checked and counted, malformed ones by reason. */
   observeSyncDatagram(datagram: Buffer): void {
-    const m = decodeSyncMessage(datagram);
-    if (m.ok) this.events.emit({ type: 'sync_datagram', entries: m.value.entries.length });
+    const m = checkSyncMessage(datagram);
+    if (m.ok) this.events.emit({ type: 'sync_datagram', entries: m.value.entries });
     else this.events.emit({ type: 'sync_datagram_malformed', reason: m.reason, detail: m.detail });
   }
 

@@ -10,8 +10,9 @@
 
 import { bucketOf, TableDigest } from './digest.ts';
 import type { ConnEntry } from './conn.ts';
-import { encodeMessage } from './resync-protocol.ts';
-import type { AckMessage, AckStatus, BatchMessage, SnapshotBeginMessage, SnapshotEndMessage, SnapshotScope } from './resync-protocol.ts';
+import { BATCH_ENTRIES_OFFSET, encodeMessage } from './resync-protocol.ts';
+import type { AckMessage, AckStatus, ReceivedBatchMessage, SnapshotBeginMessage, SnapshotEndMessage, SnapshotScope } from './resync-protocol.ts';
+import { EncodedEntries } from './sync-v1.ts';
 
 /**
  * Bucket bits of the digest a snapshot carries in SNAPSHOT_END and ACK: one bucket, i.e. the entry count and
@@ -68,7 +69,8 @@ export async function* snapshotFrames(
   let sequence = 0;
   const batchFrame = (batch: ConnEntry[]): Buffer => {
     const frame = encodeMessage({ type: 'batch', snapshotId: options.snapshotId, sequence: sequence++, entries: batch });
-    for (const x of batch) digest.add(x);
+    // Digested from the bytes just written, as the receiver digests them (no second parse of the addresses).
+    digest.addEncoded(new EncodedEntries(frame, BATCH_ENTRIES_OFFSET, frame.length, batch.length));
     bytes += frame.length;
     return frame;
   };
@@ -107,7 +109,7 @@ export async function* snapshotFrames(
 /** What the receiver asks its driver to do or know. */
 export type ReceiverOutput =
   | { kind: 'begin'; snapshotId: number; estimate: number; scope: SnapshotScope }
-  | { kind: 'entries'; snapshotId: number; entries: ConnEntry[] }
+  | { kind: 'entries'; snapshotId: number; entries: EncodedEntries }
   | { kind: 'send'; message: AckMessage }
   | { kind: 'complete'; snapshotId: number; received: number; status: AckStatus }
   | { kind: 'abandoned'; snapshotId: number; received: number; reason: string }
@@ -134,7 +136,7 @@ export class SnapshotReceiver {
   }
 
   /** Feeds one snapshot message; returns what to do, in order. */
-  handle(m: SnapshotBeginMessage | BatchMessage | SnapshotEndMessage): ReceiverOutput[] {
+  handle(m: SnapshotBeginMessage | ReceivedBatchMessage | SnapshotEndMessage): ReceiverOutput[] {
     switch (m.type) {
       case 'snapshotBegin': {
         const out = this.current === undefined ? [] : this.abandon(`superseded by snapshot ${m.snapshotId}`);
@@ -153,7 +155,7 @@ export class SnapshotReceiver {
           return out;
         }
         c.nextSequence++;
-        for (const e of m.entries) c.digest.add(e);
+        c.digest.addEncoded(m.entries);
         return [{ kind: 'entries', snapshotId: m.snapshotId, entries: m.entries }];
       }
       case 'snapshotEnd': {

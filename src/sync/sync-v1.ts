@@ -44,7 +44,7 @@ import type { AddressFamily } from '../config/types.ts';
 import { CodecError } from '../lib/errors.ts';
 import { fail, ok } from '../lib/result.ts';
 import type { Result } from '../lib/result.ts';
-import { addressLength, addressProblem, connEntryProblem, connFlagsOf, readAddress, splitConnFlags } from './conn.ts';
+import { CONN_FLAGS, CONN_FWD, addressLength, addressProblem, connEntryProblem, connFlagsOf, readAddress, splitConnFlags } from './conn.ts';
 import type { ConnEntry, SeqAdjust } from './conn.ts';
 
 /** Wire constants (names as in ip_vs_sync.c). */
@@ -203,10 +203,36 @@ function readSeq(buf: Buffer, off: number): SeqAdjust {
 }
 
 /**
- * Decodes the entry at `off`, which must end at or before `end`. Never throws. `length` is the entry's
- * ver_size length (padding excluded). Failures are the reasons the kernel drops the whole datagram.
+ * Where the parts of a checked entry are (checkEntry fills one; callers reuse one object so a check allocates
+ * nothing). Offsets are absolute in the buffer; -1 when the option is absent.
  */
-export function decodeEntry(buf: Buffer, off: number, end: number): Result<DecodedEntry, SyncDecodeReason> {
+export interface EntryLayout {
+  family: AddressFamily;
+  /** ver_size length: options included, padding excluded. */
+  length: number;
+  seqAt: number;
+  peDataAt: number;
+  peDataLength: number;
+  peNameAt: number;
+  peNameLength: number;
+  /** Set when the kernel would skip the entry (but keep the datagram). */
+  skip: SkippedEntry['reason'] | undefined;
+  skipDetail: string;
+}
+
+/** A fresh layout for checkEntry. */
+export function entryLayout(): EntryLayout {
+  return { family: 4, length: 0, seqAt: -1, peDataAt: -1, peDataLength: 0, peNameAt: -1, peNameLength: 0, skip: undefined, skipDetail: '' };
+}
+
+const CHECKED: Result<void, SyncDecodeReason> = ok(undefined);
+
+/**
+ * Checks the entry at `off`, which must end at or before `end`, the way the backup kernel does, and fills
+ * `layout`; builds no object. Never throws. Failures are the reasons the kernel drops the whole datagram;
+ * an entry it would skip has `layout.skip` set. decodeEntry is this check plus the object.
+ */
+export function checkEntry(buf: Buffer, off: number, end: number, layout: EntryLayout): Result<void, SyncDecodeReason> {
   if (off + SYNC_V1.entryLengthV4 > end) {
     return fail('truncated', `entry at offset ${off}: ${end - off} bytes left, an entry needs at least ${SYNC_V1.entryLengthV4}`);
   }
@@ -221,9 +247,78 @@ export function decodeEntry(buf: Buffer, off: number, end: number): Result<Decod
   else return fail('bad_entry_type', `entry at offset ${off}: type ${type}, want 0 (IPv4) or 1 (IPv6)`);
   const base = family === 6 ? SYNC_V1.entryLengthV6 : SYNC_V1.entryLengthV4;
   if (len < base) return fail('bad_entry_length', `IPv${family} entry at offset ${off}: length ${len} < ${base}`);
-  const split = splitConnFlags(buf.readUInt32BE(off + 4));
-  if (split === undefined) return fail('bad_flags', `entry at offset ${off}: forwarding method ${buf.readUInt32BE(off + 4) & 7} is not 0..4`);
+  const fwd = buf.readUInt32BE(off + 4) & CONN_FLAGS.FWD_MASK;
+  if (fwd > CONN_FWD.bypass) return fail('bad_flags', `entry at offset ${off}: forwarding method ${fwd} is not 0..4`);
+  layout.family = family;
+  layout.length = len;
+  layout.seqAt = -1;
+  layout.peDataAt = -1;
+  layout.peDataLength = 0;
+  layout.peNameAt = -1;
+  layout.peNameLength = 0;
+  layout.skip = undefined;
+  layout.skipDetail = '';
+  // Options (ip_vs_proc_sync_conn): a zero length, an overrun, a duplicate, a SEQ_DATA that is not 24 bytes or
+  // a PE string over its maximum drops the datagram; an unknown option without the 0x40 bit skips the entry.
+  const optEnd = off + len;
+  let p = off + base;
+  let seen = 0;
+  while (p < optEnd) {
+    if (p + 2 > optEnd) return fail('bad_option', `entry at offset ${off}: option header overruns the entry at ${p}`);
+    const ptype = buf[p] ?? 0;
+    const plen = buf[p + 1] ?? 0;
+    p += 2;
+    if (plen === 0 || p + plen > optEnd) return fail('bad_option', `entry at offset ${off}: option ${ptype} length ${plen} ${plen === 0 ? 'is zero' : 'overruns the entry'}`);
+    const kind = ptype & ~SYNC_V1.IPVS_OPT_F_PARAM;
+    if (kind === SYNC_V1.IPVS_OPT_SEQ_DATA || kind === SYNC_V1.IPVS_OPT_PE_DATA || kind === SYNC_V1.IPVS_OPT_PE_NAME) {
+      const bit = 1 << kind;
+      if ((seen & bit) !== 0) return fail('bad_option', `entry at offset ${off}: option ${kind} appears twice`);
+      seen |= bit;
+      if (kind === SYNC_V1.IPVS_OPT_SEQ_DATA) {
+        if (plen !== SYNC_V1.seqDataLength) return fail('bad_option', `entry at offset ${off}: SEQ_DATA of ${plen} bytes, want ${SYNC_V1.seqDataLength}`);
+        layout.seqAt = p;
+      } else if (kind === SYNC_V1.IPVS_OPT_PE_DATA) {
+        layout.peDataAt = p;
+        layout.peDataLength = plen;
+      } else {
+        if (plen > SYNC_V1.peNameMax) return fail('bad_option', `entry at offset ${off}: PE_NAME of ${plen} bytes exceeds ${SYNC_V1.peNameMax}`);
+        layout.peNameAt = p;
+        layout.peNameLength = plen;
+      }
+    } else if ((ptype & SYNC_V1.IPVS_OPT_F_PARAM) === 0 && layout.skip === undefined) {
+      layout.skip = 'unknown_mandatory_option';
+      layout.skipDetail = `entry at offset ${off}: unknown mandatory option ${ptype}`;
+    }
+    p += plen;
+  }
+  // ip_vs_conn_fill_param_sync: PE data needs a PE name ("Invalid PE parameters"); a lone PE name is ignored.
+  if (layout.skip === undefined && layout.peDataAt >= 0 && layout.peNameAt < 0) {
+    layout.skip = 'pe_data_without_name';
+    layout.skipDetail = `entry at offset ${off}: PE_DATA without PE_NAME`;
+  }
+  return CHECKED;
+}
+
+const DECODE_LAYOUT = entryLayout();
+
+/**
+ * Decodes the entry at `off`, which must end at or before `end`. Never throws. `length` is the entry's
+ * ver_size length (padding excluded). Failures are the reasons the kernel drops the whole datagram.
+ */
+export function decodeEntry(buf: Buffer, off: number, end: number): Result<DecodedEntry, SyncDecodeReason> {
+  const layout = DECODE_LAYOUT;
+  const checked = checkEntry(buf, off, end, layout);
+  if (!checked.ok) return checked;
+  const len = layout.length;
+  if (layout.skip !== undefined) return ok({ kind: 'skip', reason: layout.skip, detail: layout.skipDetail, length: len });
+  return ok({ kind: 'entry', entry: entryAt(buf, off, layout), length: len });
+}
+
+/** The entry of a checked, not skipped layout. */
+function entryAt(buf: Buffer, off: number, layout: EntryLayout): ConnEntry {
+  const family = layout.family;
   const alen = addressLength(family);
+  const split = splitConnFlags(buf.readUInt32BE(off + 4))!;
   const entry: ConnEntry = {
     family,
     protocol: buf[off + 1] ?? 0,
@@ -240,46 +335,80 @@ export function decodeEntry(buf: Buffer, off: number, end: number): Result<Decod
     state: buf.readUInt16BE(off + 8),
     timeoutS: buf.readUInt32BE(off + 20),
   };
-  // Options (ip_vs_proc_sync_conn): a zero length, an overrun, a duplicate, a SEQ_DATA that is not 24 bytes or
-  // a PE string over its maximum drops the datagram; an unknown option without the 0x40 bit skips the entry.
-  const optEnd = off + len;
-  let p = off + base;
-  let seen = 0;
-  let peData: Buffer | undefined;
-  let peName: string | undefined;
-  let skip: DecodedEntry | undefined;
-  while (p < optEnd) {
-    if (p + 2 > optEnd) return fail('bad_option', `entry at offset ${off}: option header overruns the entry at ${p}`);
-    const ptype = buf[p] ?? 0;
-    const plen = buf[p + 1] ?? 0;
-    p += 2;
-    if (plen === 0 || p + plen > optEnd) return fail('bad_option', `entry at offset ${off}: option ${ptype} length ${plen} ${plen === 0 ? 'is zero' : 'overruns the entry'}`);
-    const kind = ptype & ~SYNC_V1.IPVS_OPT_F_PARAM;
-    if (kind === SYNC_V1.IPVS_OPT_SEQ_DATA || kind === SYNC_V1.IPVS_OPT_PE_DATA || kind === SYNC_V1.IPVS_OPT_PE_NAME) {
-      const bit = 1 << kind;
-      if ((seen & bit) !== 0) return fail('bad_option', `entry at offset ${off}: option ${kind} appears twice`);
-      seen |= bit;
-      if (kind === SYNC_V1.IPVS_OPT_SEQ_DATA) {
-        if (plen !== SYNC_V1.seqDataLength) return fail('bad_option', `entry at offset ${off}: SEQ_DATA of ${plen} bytes, want ${SYNC_V1.seqDataLength}`);
-        entry.seq = { in: readSeq(buf, p), out: readSeq(buf, p + 12) };
-      } else if (kind === SYNC_V1.IPVS_OPT_PE_DATA) {
-        peData = Buffer.from(buf.subarray(p, p + plen));
-      } else {
-        if (plen > SYNC_V1.peNameMax) return fail('bad_option', `entry at offset ${off}: PE_NAME of ${plen} bytes exceeds ${SYNC_V1.peNameMax}`);
-        peName = buf.toString('utf8', p, p + plen);
-      }
-    } else if ((ptype & SYNC_V1.IPVS_OPT_F_PARAM) === 0 && skip === undefined) {
-      skip = { kind: 'skip', reason: 'unknown_mandatory_option', detail: `entry at offset ${off}: unknown mandatory option ${ptype}`, length: len };
+  if (layout.seqAt >= 0) entry.seq = { in: readSeq(buf, layout.seqAt), out: readSeq(buf, layout.seqAt + 12) };
+  if (layout.peDataAt >= 0 && layout.peNameAt >= 0) {
+    entry.pe = {
+      name: buf.toString('utf8', layout.peNameAt, layout.peNameAt + layout.peNameLength),
+      data: Buffer.from(buf.subarray(layout.peDataAt, layout.peDataAt + layout.peDataLength)),
+    };
+  }
+  return entry;
+}
+
+/**
+ * Entries as they travel in a resync BATCH: `count` sync v1 entries back to back in `buf[start, end)`, each
+ * padded with zeros to 4 bytes, every one already checked (checkEntry) and none of them skipped. The receiver
+ * passes them to the kernel as they are (encodedDatagrams) and digests them in place (TableDigest.addEncoded),
+ * so a million entries cross a director without a million objects; iterating decodes them one by one.
+ */
+export class EncodedEntries implements Iterable<ConnEntry> {
+  constructor(
+    readonly buf: Buffer,
+    readonly start: number,
+    readonly end: number,
+    readonly count: number,
+  ) {}
+
+  /** The entry count (like an array's). */
+  get length(): number {
+    return this.count;
+  }
+
+  /** Calls `fn` with the offset and layout of every entry, in order (the layout object is reused). */
+  forEachEntry(fn: (off: number, layout: EntryLayout) => void): void {
+    const layout = entryLayout();
+    let p = this.start;
+    for (let i = 0; i < this.count; i++) {
+      checkEntry(this.buf, p, this.end, layout);
+      fn(p, layout);
+      p += (layout.length + 3) & ~3;
     }
-    p += plen;
   }
-  if (skip !== undefined) return ok(skip);
-  if (peData !== undefined) {
-    // ip_vs_conn_fill_param_sync: PE data needs a PE name ("Invalid PE parameters"); a lone PE name is ignored.
-    if (peName === undefined) return ok({ kind: 'skip', reason: 'pe_data_without_name', detail: `entry at offset ${off}: PE_DATA without PE_NAME`, length: len });
-    entry.pe = { name: peName, data: peData };
+
+  *[Symbol.iterator](): Iterator<ConnEntry> {
+    const layout = entryLayout();
+    let p = this.start;
+    for (let i = 0; i < this.count; i++) {
+      checkEntry(this.buf, p, this.end, layout);
+      yield entryAt(this.buf, p, layout);
+      p += (layout.length + 3) & ~3;
+    }
   }
-  return ok({ kind: 'entry', entry, length: len });
+
+  /** The entries as objects. */
+  toArray(): ConnEntry[] {
+    return [...this];
+  }
+}
+
+/**
+ * Checks `count` padded entries from `start` on, which must fill `buf` up to `end` exactly: the EncodedEntries
+ * of a BATCH body, or why it is malformed (an entry the kernel would drop the datagram for or skip, a padding
+ * byte that is not zero, bytes left over).
+ */
+export function checkEncodedEntries(buf: Buffer, start: number, end: number, count: number): Result<EncodedEntries, SyncDecodeReason | 'skipped_entry' | 'bad_padding'> {
+  const layout = entryLayout();
+  let p = start;
+  for (let i = 0; i < count; i++) {
+    const c = checkEntry(buf, p, end, layout);
+    if (!c.ok) return fail(c.reason, `entry ${i} of ${count}: ${c.detail}`);
+    if (layout.skip !== undefined) return fail('skipped_entry', `entry ${i} of ${count}: ${layout.skipDetail}`);
+    const entryEnd = p + layout.length;
+    p += (layout.length + 3) & ~3;
+    for (let q = entryEnd; q < p && q < end; q++) if (buf[q] !== 0) return fail('bad_padding', `entry ${i} of ${count}: padding byte at ${q} is not zero`);
+  }
+  if (p !== end) return fail('trailing_bytes', `${count} entries end at ${p}, the data at ${end}`);
+  return ok(new EncodedEntries(buf, start, end, count));
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -339,6 +468,48 @@ export function* syncDatagrams(entries: Iterable<ConnEntry>, options: SyncEncode
   if (count > 0) yield flush();
 }
 
+/**
+ * Packs already encoded entries (a resync BATCH) into sync v1 datagrams by copying runs of their bytes: the same
+ * datagrams syncDatagrams makes of the decoded entries, without decoding them. Throws CodecError for a bad
+ * syncId/maxLen or an entry that alone does not fit in `maxLen`.
+ */
+export function* encodedDatagrams(entries: EncodedEntries, options: SyncEncodeOptions): Generator<Buffer, void, undefined> {
+  const maxLen = options.maxLen ?? DEFAULT_SYNC_MAXLEN;
+  checkMaxLen(maxLen);
+  if (!Number.isInteger(options.syncId) || options.syncId < 0 || options.syncId > 255) {
+    throw new CodecError(`sync syncId ${options.syncId} must be an integer 0..255`);
+  }
+  const src = entries.buf;
+  const room = maxLen - SYNC_V1.headerLength;
+  let runStart = entries.start;
+  // End of the run's last entry without its padding, and the run's entry count.
+  let runEnd = runStart;
+  let count = 0;
+  let p = entries.start;
+  const flush = (): Buffer => {
+    const size = SYNC_V1.headerLength + (runEnd - runStart);
+    const out = Buffer.allocUnsafe(size);
+    writeHeader(out, options.syncId, size, count);
+    src.copy(out, SYNC_V1.headerLength, runStart, runEnd);
+    return out;
+  };
+  for (let i = 0; i < entries.count; i++) {
+    const len = src.readUInt16BE(p + 2) & SYNC_V1.SVER_MASK;
+    if (len > room) throw new CodecError(`sync entry of ${len} bytes cannot fit in a datagram of at most ${maxLen} bytes`);
+    // Where this entry would start in the current datagram: after the previous one's padding.
+    const at = count === 0 ? 0 : p - runStart;
+    if (count === SYNC_V1.maxConns || at + len > room) {
+      yield flush();
+      runStart = p;
+      count = 0;
+    }
+    runEnd = p + len;
+    count++;
+    p += (len + 3) & ~3;
+  }
+  if (count > 0) yield flush();
+}
+
 /** All datagrams of syncDatagrams as an array. */
 export function encodeSyncMessages(entries: Iterable<ConnEntry>, options: SyncEncodeOptions): Buffer[] {
   return [...syncDatagrams(entries, options)];
@@ -350,17 +521,9 @@ export function encodeSyncMessages(entries: Iterable<ConnEntry>, options: SyncEn
  * (decodeEntry reasons); after the last entry nothing but its padding to a 4-byte boundary ('trailing_bytes').
  */
 export function decodeSyncMessage(datagram: Uint8Array): Result<SyncMessage, SyncDecodeReason> {
-  if (!(datagram instanceof Uint8Array)) return fail('too_short', 'datagram is not a byte buffer');
-  const buf = Buffer.isBuffer(datagram) ? datagram : Buffer.from(datagram.buffer, datagram.byteOffset, datagram.byteLength);
-  if (buf.length < SYNC_V1.headerLength) return fail('too_short', `datagram of ${buf.length} bytes is shorter than the ${SYNC_V1.headerLength}-byte header`);
-  const size = buf.readUInt16BE(2);
-  if (size !== buf.length) return fail('bad_size', `size field ${size}, datagram length ${buf.length} (the backup drops it)`);
-  const reserved = buf[0] ?? 0;
-  const version = buf[5] ?? 0;
-  const spare = buf.readUInt16BE(6);
-  if (reserved !== 0 || version !== SYNC_V1.version || spare !== 0) {
-    return fail('not_v1', `reserved ${reserved}, version ${version}, spare ${spare}: want 0, 1, 0 (a version 0 message or garbage)`);
-  }
+  const h = checkSyncHeader(datagram);
+  if (!h.ok) return h;
+  const buf = h.value;
   const nrConns = buf[4] ?? 0;
   const entries: ConnEntry[] = [];
   const skipped: SkippedEntry[] = [];
@@ -377,4 +540,51 @@ export function decodeSyncMessage(datagram: Uint8Array): Result<SyncMessage, Syn
   // The last entry may be followed by its padding (up to the next 4-byte boundary) and nothing else.
   if (p < buf.length) return fail('trailing_bytes', `${buf.length - p} byte(s) after the last of ${nrConns} entries`);
   return ok({ syncId: buf[1] ?? 0, entries, skipped });
+}
+
+/** What checkSyncMessage found in a datagram the backup would take. */
+export interface SyncMessageCounts {
+  syncId: number;
+  entries: number;
+  skipped: number;
+}
+
+/**
+ * Checks one datagram exactly as decodeSyncMessage does (same reasons) but builds no entries: for counting
+ * the datagrams seen on the sync group, which during a resync are hundreds per second.
+ */
+export function checkSyncMessage(datagram: Uint8Array): Result<SyncMessageCounts, SyncDecodeReason> {
+  const h = checkSyncHeader(datagram);
+  if (!h.ok) return h;
+  const buf = h.value;
+  const nrConns = buf[4] ?? 0;
+  const layout = CHECK_LAYOUT;
+  let skipped = 0;
+  let p = SYNC_V1.headerLength;
+  for (let i = 0; i < nrConns; i++) {
+    const c = checkEntry(buf, p, buf.length, layout);
+    if (!c.ok) return fail(c.reason, `entry ${i} of ${nrConns}: ${c.detail}`);
+    if (layout.skip !== undefined) skipped++;
+    p += (layout.length + 3) & ~3;
+  }
+  if (p < buf.length) return fail('trailing_bytes', `${buf.length - p} byte(s) after the last of ${nrConns} entries`);
+  return ok({ syncId: buf[1] ?? 0, entries: nrConns - skipped, skipped });
+}
+
+const CHECK_LAYOUT = entryLayout();
+
+/** The header checks of decodeSyncMessage; the datagram as a Buffer. */
+function checkSyncHeader(datagram: Uint8Array): Result<Buffer, SyncDecodeReason> {
+  if (!(datagram instanceof Uint8Array)) return fail('too_short', 'datagram is not a byte buffer');
+  const buf = Buffer.isBuffer(datagram) ? datagram : Buffer.from(datagram.buffer, datagram.byteOffset, datagram.byteLength);
+  if (buf.length < SYNC_V1.headerLength) return fail('too_short', `datagram of ${buf.length} bytes is shorter than the ${SYNC_V1.headerLength}-byte header`);
+  const size = buf.readUInt16BE(2);
+  if (size !== buf.length) return fail('bad_size', `size field ${size}, datagram length ${buf.length} (the backup drops it)`);
+  const reserved = buf[0] ?? 0;
+  const version = buf[5] ?? 0;
+  const spare = buf.readUInt16BE(6);
+  if (reserved !== 0 || version !== SYNC_V1.version || spare !== 0) {
+    return fail('not_v1', `reserved ${reserved}, version ${version}, spare ${spare}: want 0, 1, 0 (a version 0 message or garbage)`);
+  }
+  return ok(buf);
 }

@@ -22,6 +22,7 @@ import type { CurveKeyPair } from '../../src/sync/keys.ts';
 import { decodeMessage, encodeMessage } from '../../src/sync/resync-protocol.ts';
 import { snapshotDigest, snapshotFrames } from '../../src/sync/snapshot.ts';
 import { syntheticEntries } from '../../src/sync/synthetic.ts';
+import type { EncodedEntries } from '../../src/sync/sync-v1.ts';
 
 const MASTER: ChannelNode = { name: 'dirA', epoch: 1700000000, role: 'master' };
 const BACKUP: ChannelNode = { name: 'dirB', epoch: 1700000001, role: 'backup' };
@@ -78,7 +79,7 @@ function startClient(p: Pair, opts: { keys?: CurveKeyPair; serverPublicKey?: str
     keys: opts.keys ?? p.clientKeys,
     node: opts.node ?? BACKUP,
     ...(opts.tuning !== undefined ? { tuning: opts.tuning } : {}),
-    onEntries: (entries: ConnEntry[]) => {
+    onEntries: (entries: EncodedEntries) => {
       got.entries += entries.length;
       for (const e of entries) got.digest.add(e);
       return opts.onEntries?.(entries.length);

@@ -12,7 +12,7 @@ import { CodecError } from '../../src/lib/errors.ts';
 import type { ConnEntry } from '../../src/sync/conn.ts';
 import { TableDigest, bucketOf, diffBuckets, murmur3, summarizeBuckets } from '../../src/sync/digest.ts';
 import { ACK_STATUSES, MESSAGE_TYPES, RESYNC, RESYNC_DECODE_REASONS, decodeMessage, encodeMessage } from '../../src/sync/resync-protocol.ts';
-import type { ResyncMessage, SnapshotBeginMessage, BatchMessage, SnapshotEndMessage } from '../../src/sync/resync-protocol.ts';
+import type { ResyncMessage, SnapshotBeginMessage, BatchMessage, SnapshotEndMessage, ReceivedBatchMessage, ReceivedMessage } from '../../src/sync/resync-protocol.ts';
 import { SnapshotReceiver, snapshotDigest, snapshotFrames } from '../../src/sync/snapshot.ts';
 import type { ReceiverOutput } from '../../src/sync/snapshot.ts';
 import { syntheticEntries, syntheticEntry } from '../../src/sync/synthetic.ts';
@@ -42,7 +42,9 @@ test('golden: a BATCH carries sync v1 entries, each padded to 4 bytes', (t) => {
   const frame = encodeMessage({ type: 'batch', snapshotId: 1, sequence: 2, entries: [e] });
   t.deepEqual(frame, hex(`5453 01 03 00000030 | 00000001 | 00000002 | 0001 0000 |
     00 06 0024 00000003 0001 9c40 0050 0050 00000000 00000384 c000020a 0a630064 0a630115`));
-  t.deepEqual(decodeMessage(frame), { ok: true, value: { type: 'batch', snapshotId: 1, sequence: 2, entries: [e] } });
+  const d = decodeMessage(frame);
+  t.like(d, { ok: true, value: { type: 'batch', snapshotId: 1, sequence: 2 } });
+  t.deepEqual(d.ok && d.value.type === 'batch' ? [...d.value.entries] : undefined, [e]);
 });
 
 test('every decode reason', (t) => {
@@ -115,12 +117,26 @@ const message: fc.Arbitrary<ResyncMessage> = fc.oneof(
   fc.integer({ min: 0, max: 16 }).chain((bits) => fc.record({ type: fc.constant('deltaRequest' as const), generation: u32, bucketBits: fc.constant(bits), buckets: bucketList(bits) })),
 );
 
+/** A decoded message as it was sent (a BATCH's entries decoded). */
+function asSent(m: ReceivedMessage): ResyncMessage {
+  return m.type === 'batch' ? { ...m, entries: [...m.entries] } : m;
+}
+
+/** A BATCH as the receiver gets it. */
+function received(m: BatchMessage): ReceivedBatchMessage {
+  const r = decodeMessage(encodeMessage(m));
+  if (!r.ok || r.value.type !== 'batch') throw new Error('batch does not decode');
+  return r.value;
+}
+
 test('property: every message round-trips, and a decoded frame re-encodes to the same bytes', (t) => {
   fc.assert(
     fc.property(message, (m) => {
       const frame = encodeMessage(m);
       const r = decodeMessage(frame);
-      return r.ok && isDeepStrictEqual(r.value, plain(m)) && encodeMessage(r.value).equals(frame) && frame.readUInt32BE(4) === frame.length - 8 && frame[3] === MESSAGE_TYPES[m.type];
+      if (!r.ok) return false;
+      const back = asSent(r.value);
+      return isDeepStrictEqual(back, plain(m)) && encodeMessage(back).equals(frame) && frame.readUInt32BE(4) === frame.length - 8 && frame[3] === MESSAGE_TYPES[m.type];
     }),
     { numRuns: 1000 },
   );
@@ -219,7 +235,7 @@ test('diffBuckets finds the bucket that drifted', (t) => {
 /** Runs a snapshot's frames through a receiver; `tamper` may drop or change decoded messages on the way. */
 async function runSnapshot(
   entries: Iterable<ConnEntry>,
-  tamper: (m: SnapshotBeginMessage | BatchMessage | SnapshotEndMessage, i: number) => SnapshotBeginMessage | BatchMessage | SnapshotEndMessage | undefined = (m) => m,
+  tamper: (m: SnapshotBeginMessage | ReceivedBatchMessage | SnapshotEndMessage, i: number) => SnapshotBeginMessage | ReceivedBatchMessage | SnapshotEndMessage | undefined = (m) => m,
   receiver = new SnapshotReceiver(),
   snapshotId = 42,
 ): Promise<{ outputs: ReceiverOutput[]; delivered: ConnEntry[] }> {
@@ -263,7 +279,7 @@ test('snapshot: a lost batch ends it with sequence_gap; later batches are ignore
 });
 
 test('snapshot: a changed entry gives digest_mismatch, a wrong total count_mismatch', async (t) => {
-  const changed = await runSnapshot(syntheticEntries(500), (m) => (m.type === 'batch' && m.sequence === 1 ? { ...m, entries: m.entries.map((e, i) => (i === 0 ? { ...e, state: 6 } : e)) } : m));
+  const changed = await runSnapshot(syntheticEntries(500), (m) => (m.type === 'batch' && m.sequence === 1 ? received({ ...m, entries: [...m.entries].map((e, i) => (i === 0 ? { ...e, state: 6 } : e)) }) : m));
   t.is(acks(changed.outputs)[0]?.status, 'digest_mismatch');
   const count = await runSnapshot(syntheticEntries(500), (m) => (m.type === 'snapshotEnd' ? { ...m, total: 501 } : m));
   t.is(acks(count.outputs)[0]?.status, 'count_mismatch');
@@ -291,4 +307,20 @@ test('snapshot: a bucket scope sends only the entries of those buckets', async (
   }
   t.deepEqual(sent, entries.filter((e) => [2, 9].includes(bucketOf(e, 4))));
   t.true(sent.length > 100 && sent.length < 400);
+});
+
+test('property: a BATCH digested in its wire form equals the digest of its decoded entries', (t) => {
+  fc.assert(
+    fc.property(fc.array(connEntry, { maxLength: 60 }), fc.integer({ min: 0, max: 16 }), (entries, bits) => {
+      const r = decodeMessage(encodeMessage({ type: 'batch', snapshotId: 3, sequence: 0, entries }));
+      if (!r.ok || r.value.type !== 'batch') return false;
+      const fromObjects = new TableDigest(bits);
+      for (const e of entries) fromObjects.add(e);
+      const fromBytes = new TableDigest(bits);
+      fromBytes.addEncoded(r.value.entries);
+      return fromBytes.size === entries.length && fromBytes.summary().equals(fromObjects.summary());
+    }),
+    { numRuns: 300 },
+  );
+  t.pass();
 });

@@ -40,7 +40,7 @@ class MemoryTable {
   async *entries(): AsyncGenerator<ConnEntry, void, undefined> {
     for (const e of [...this.rows.values()]) yield e;
   }
-  async inject(entries: ConnEntry[]): Promise<void> {
+  async inject(entries: Iterable<ConnEntry>): Promise<void> {
     if (this.stall !== undefined) await this.stall;
     for (const e of entries) this.rows.set(connKey(e), e);
   }

@@ -14,7 +14,10 @@ import fc from 'fast-check';
 import { CodecError } from '../../src/lib/errors.ts';
 import { CONN_FLAGS, IPPROTO, TCP_STATE, fwmarkVaddr } from '../../src/sync/conn.ts';
 import type { ConnEntry } from '../../src/sync/conn.ts';
-import { DEFAULT_SYNC_MAXLEN, SYNC_DECODE_REASONS, SYNC_V1, decodeSyncMessage, encodeSyncMessages, entryLength } from '../../src/sync/sync-v1.ts';
+import { decodeMessage, encodeMessage } from '../../src/sync/resync-protocol.ts';
+import { DEFAULT_SYNC_MAXLEN, SYNC_DECODE_REASONS, SYNC_V1, checkSyncMessage, decodeSyncMessage, encodeSyncMessages, encodedDatagrams, entryLength } from '../../src/sync/sync-v1.ts';
+import type { EncodedEntries } from '../../src/sync/sync-v1.ts';
+import { syntheticEntries } from '../../src/sync/synthetic.ts';
 import { connEntry, plain } from '../fixtures/sync/arbitraries.ts';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/[\s|]/g, ''), 'hex');
@@ -251,4 +254,79 @@ test('property: random entries round-trip and every datagram is <= maxLen with s
     { numRuns: 300 },
   );
   t.pass();
+});
+
+/** The entries of a resync BATCH frame as its receiver holds them (wire form). */
+function batchOf(entries: ConnEntry[]): EncodedEntries {
+  const r = decodeMessage(encodeMessage({ type: 'batch', snapshotId: 1, sequence: 0, entries }));
+  if (!r.ok || r.value.type !== 'batch') throw new Error(`batch does not decode: ${r.ok ? r.value.type : r.detail}`);
+  return r.value.entries;
+}
+
+test('property: encoded entries pack into the same datagrams as the decoded ones, and decode to them', (t) => {
+  fc.assert(
+    fc.property(
+      fc.array(connEntry, { maxLength: 300 }),
+      fc.integer({ min: 0, max: 255 }),
+      fc.integer({ min: 8 + SYNC_V1.entryLengthV6 + 2 + 24 + 2 + 255 + 2 + 16, max: 65535 }),
+      (entries, syncId, maxLen) => {
+        const encoded = batchOf(entries);
+        const fromObjects = encodeSyncMessages(entries, { syncId, maxLen });
+        const fromBytes = [...encodedDatagrams(encoded, { syncId, maxLen })];
+        return encoded.length === entries.length && isDeepStrictEqual([...encoded], plain(entries)) && fromBytes.length === fromObjects.length && fromBytes.every((d, i) => d.equals(fromObjects[i]!));
+      },
+    ),
+    { numRuns: 300 },
+  );
+  t.pass();
+});
+
+test('encoded entries: a 1472-byte datagram holds 40 IPv4 entries; 255 entries at most per datagram', (t) => {
+  const many = batchOf([...syntheticEntries(1000)].filter((e) => e.family === 4 && e.pe === undefined && e.seq === undefined).slice(0, 600));
+  const small = [...encodedDatagrams(many, { syncId: 7, maxLen: DEFAULT_SYNC_MAXLEN })];
+  t.deepEqual(small.slice(0, -1).map((d) => d[4]), small.slice(0, -1).map(() => 40));
+  t.is(small.reduce((n, d) => n + (d[4] ?? 0), 0), many.length);
+  const big = [...encodedDatagrams(many, { syncId: 7, maxLen: 65535 })];
+  t.deepEqual(big.map((d) => d[4]), [255, 255, many.length - 510]);
+  t.throws(() => [...encodedDatagrams(many, { syncId: 7, maxLen: 40 })], { instanceOf: CodecError });
+});
+
+test('a BATCH whose entry the kernel would skip, or with a non-zero padding byte, is refused', (t) => {
+  const e: ConnEntry = {
+    family: 4, protocol: 17, caddr: '192.0.2.10', cport: 5060, vaddr: '10.99.0.100', vport: 5060, daddr: '10.99.1.21', dport: 5060,
+    fwmark: 0, fwd: 'droute', template: false, flags: 0, state: 0, timeoutS: 300, pe: { name: 'sip', data: Buffer.from('abc') },
+  };
+  const frame = encodeMessage({ type: 'batch', snapshotId: 1, sequence: 0, entries: [e] });
+  t.true(decodeMessage(frame).ok);
+  // PE_NAME (type 3) turned into an unknown mandatory option (type 9): the kernel skips such an entry.
+  const skip = Buffer.from(frame);
+  const nameAt = skip.indexOf(Buffer.from([SYNC_V1.IPVS_OPT_PE_NAME, 3]), 20 + 36);
+  skip[nameAt] = 9;
+  t.like(decodeMessage(skip), { ok: false, reason: 'bad_entry' });
+  // The entry is 36 + 2 + 3 + 2 + 3 = 46 bytes: two bytes of padding follow it.
+  const pad = Buffer.from(frame);
+  pad[pad.length - 1] = 1;
+  t.like(decodeMessage(pad), { ok: false, reason: 'malformed' });
+});
+
+test('property: checkSyncMessage gives decodeSyncMessage verdict and counts on valid and corrupted datagrams', (t) => {
+  let refused = 0;
+  fc.assert(
+    fc.property(fc.array(connEntry, { minLength: 1, maxLength: 8 }), fc.nat(), fc.integer({ min: 0, max: 255 }), fc.boolean(), (entries, at, value, corrupt) => {
+      for (const d of encodeSyncMessages(entries, { syncId: 3, maxLen: 4096 })) {
+        const b = Buffer.from(d);
+        if (corrupt) b[at % b.length] = value;
+        const decoded = decodeSyncMessage(b);
+        const checked = checkSyncMessage(b);
+        if (!decoded.ok) refused++;
+        const same = decoded.ok
+          ? checked.ok && checked.value.syncId === decoded.value.syncId && checked.value.entries === decoded.value.entries.length && checked.value.skipped === decoded.value.skipped.length
+          : !checked.ok && checked.reason === decoded.reason && checked.detail === decoded.detail;
+        if (!same) return false;
+      }
+      return true;
+    }),
+    { numRuns: 1000 },
+  );
+  t.true(refused > 50, `the corruptions made ${refused} datagrams the backup refuses`);
 });
