@@ -22,6 +22,7 @@ import {
   SyncService,
   loadSyncKeys,
   openSyncListener,
+  openBacklogProbe,
   openSyncSender,
   procConnTable,
 } from '../sync/index.ts';
@@ -63,7 +64,10 @@ export async function startSync(config: TandemConfig & { sync: SyncConfig }, dir
   const backupMaxLen = (): number => daemons.running().find((d) => d.state === 'backup')?.maxLen ?? DEFAULT_SYNC_MAXLEN;
   const group = { interface: s.interface, group: s.group, port: s.port };
   const sender = await openSyncSender(group);
-  const injector = new SyncInjector(sender, clock, { syncId: s.syncId, maxLen: backupMaxLen() });
+  // Injection waits for room in the backup thread's socket (its fill level in /proc/net/udp) instead of
+  // overrunning it: a slow or busy kernel thread would drop the excess.
+  const backlog = await openBacklogProbe(s.group, s.port);
+  const injector = new SyncInjector(sender, clock, { syncId: s.syncId, maxLen: backupMaxLen(), backlog });
   injector.events.on(metrics.observeInjector);
   daemons.events.on((e) => {
     if (e.type === 'daemon_checked') injector.setMaxLen(backupMaxLen());

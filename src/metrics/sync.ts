@@ -36,6 +36,8 @@ export function createSyncMetrics(registry: Registry): SyncMetrics {
   const injected = new Counter({ name: 'tandem_sync_injected_entries_total', help: 'Entries injected into the local kernel table', registers: r });
   const injectDatagrams = new Counter({ name: 'tandem_sync_injected_datagrams_total', help: 'Sync datagrams sent to the local backup thread', registers: r });
   const injectRejected = new Counter({ name: 'tandem_sync_inject_rejected_total', help: 'Entries that could not be encoded for injection', registers: r });
+  const injectKernelDrops = new Counter({ name: 'tandem_sync_inject_kernel_drops_total', help: 'Injected datagrams the kernel dropped because the backup sync socket was full (the repair restores their entries)', registers: r });
+  const injectBacklogWait = new Counter({ name: 'tandem_sync_inject_backlog_wait_seconds_total', help: 'Time injection waited for room in the backup sync socket', registers: r });
   const injectErrors = new Counter({ name: 'tandem_sync_inject_errors_total', help: 'Injection socket errors', registers: r });
 
   return {
@@ -102,6 +104,8 @@ export function createSyncMetrics(registry: Registry): SyncMetrics {
         case 'injected':
           injected.inc(e.result.entries);
           injectDatagrams.inc(e.result.datagrams);
+          if (e.result.kernelDrops !== undefined) injectKernelDrops.inc(e.result.kernelDrops);
+          injectBacklogWait.inc(e.result.backlogWaitMs / 1000);
           return;
         case 'inject_rejected':
           injectRejected.inc();

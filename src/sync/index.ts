@@ -16,5 +16,6 @@ export * from './channel.ts';
 export * from './synthetic.ts';
 export * from './daemons.ts';
 export * from './injector.ts';
+export * from './backlog.ts';
 export * from './mcast.ts';
 export * from './service.ts';

@@ -15,15 +15,22 @@
  * kernel without a trace here. A token bucket (`datagramsPerSecond`, `burst`) keeps the send rate under what
  * the thread takes; each send awaits its completion, which also lets timers (the election) run in between.
  *
- * This module is the driver; the socket is behind `DatagramSink` (mcast.ts is the adapter).
+ * Flow control: with a BacklogProbe (backlog.ts) the injector also looks at the backup thread's socket after
+ * every burst and waits, up to `maxBacklogWaitMs`, while it holds more than its capacity minus two bursts: the
+ * token bucket is a ceiling for a fast kernel, the probe keeps a slow one (a loaded or emulated CPU) from
+ * dropping what it cannot take yet. The socket's drop counter before and after gives `kernelDrops`.
+ *
+ * This module is the driver; the socket is behind `DatagramSink` (mcast.ts is the adapter), the fill level
+ * behind `BacklogProbe` (backlog.ts).
  */
 
 import type { Clock } from '../lib/clock.ts';
 import { messageOf } from '../lib/errors.ts';
 import { TypedEmitter } from '../lib/events.ts';
+import type { BacklogProbe } from './backlog.ts';
 import { connEntryProblem } from './conn.ts';
 import type { ConnEntry } from './conn.ts';
-import { DEFAULT_SYNC_MAXLEN, syncDatagrams } from './sync-v1.ts';
+import { DEFAULT_SYNC_MAXLEN, EncodedEntries, encodedDatagrams, syncDatagrams } from './sync-v1.ts';
 
 /** Where the datagrams go (the sync group on the sync interface); mcast.ts has the real one. */
 export interface DatagramSink {
@@ -39,6 +46,10 @@ export interface InjectorOptions {
   maxLen?: number;
   datagramsPerSecond?: number;
   burst?: number;
+  /** The backup thread's socket fill level; without it only the token bucket paces. */
+  backlog?: BacklogProbe;
+  /** Longest wait for room in the backup socket before sending anyway (default 2000 ms). */
+  maxBacklogWaitMs?: number;
 }
 
 /**
@@ -49,6 +60,9 @@ export interface InjectorOptions {
 export const DEFAULT_INJECT_DATAGRAMS_PER_SECOND = 20_000;
 export const DEFAULT_INJECT_BURST = 64;
 
+/** What a datagram takes of a socket's receive buffer (its sk_buff around it), as a multiple of its length. */
+const SKB_FACTOR = 2;
+
 /** What one injection did. */
 export interface InjectResult {
   entries: number;
@@ -57,6 +71,10 @@ export interface InjectResult {
   /** Entries refused before encoding (they cannot be represented on the wire). */
   rejected: number;
   durationMs: number;
+  /** Datagrams the kernel dropped on the backup socket meanwhile (undefined without a probe). */
+  kernelDrops?: number;
+  /** Time spent waiting for room in the backup socket. */
+  backlogWaitMs: number;
 }
 
 /** Injector events; metrics subscribe. */
@@ -74,6 +92,8 @@ export class SyncInjector {
   private readonly rate: number;
   private readonly burst: number;
   private maxLen: number;
+  /** The burst, made smaller when the probe shows a small backup socket. */
+  private effectiveBurst: number;
 
   constructor(
     private readonly sink: DatagramSink,
@@ -83,6 +103,7 @@ export class SyncInjector {
     this.rate = options.datagramsPerSecond ?? DEFAULT_INJECT_DATAGRAMS_PER_SECOND;
     this.burst = Math.max(1, options.burst ?? DEFAULT_INJECT_BURST);
     this.maxLen = options.maxLen ?? DEFAULT_SYNC_MAXLEN;
+    this.effectiveBurst = this.burst;
     this.tokens = this.burst;
     this.lastRefill = clock.now();
   }
@@ -96,7 +117,7 @@ export class SyncInjector {
    * Injects the entries (after any injection still running). Entries that cannot be encoded are counted and
    * skipped. Rejects only when the socket fails (the rest of that injection is abandoned).
    */
-  inject(entries: Iterable<ConnEntry>): Promise<InjectResult> {
+  inject(entries: Iterable<ConnEntry> | EncodedEntries): Promise<InjectResult> {
     const job = () => this.run(entries);
     const next = this.queue.then(job, job);
     this.queue = next.catch(() => undefined);
@@ -128,8 +149,31 @@ export class SyncInjector {
     }
   }
 
-  private async run(entries: Iterable<ConnEntry>): Promise<InjectResult> {
+  /**
+   * Waits (polling the probe) until the backup socket has room for two more bursts, or is empty; returns the
+   * time waited. Also shrinks the burst to a quarter of the socket, so a small socket is never overrun by one.
+   */
+  private async waitForRoom(): Promise<number> {
+    const probe = this.options.backlog;
+    if (probe === undefined) return 0;
     const started = this.clock.now();
+    const maxWait = this.options.maxBacklogWaitMs ?? 2000;
+    for (;;) {
+      const b = await probe.read().catch(() => undefined);
+      if (b === undefined) break;
+      const datagramBytes = SKB_FACTOR * this.maxLen;
+      this.effectiveBurst = Math.max(1, Math.min(this.burst, Math.floor(b.capacityBytes / (4 * datagramBytes))));
+      if (b.queuedBytes === 0 || b.queuedBytes + 2 * this.effectiveBurst * datagramBytes <= b.capacityBytes) break;
+      if (this.clock.now() - started >= maxWait) break;
+      await new Promise<void>((resolve) => this.clock.setTimer(2, resolve));
+    }
+    return this.clock.now() - started;
+  }
+
+  private async run(entries: Iterable<ConnEntry> | EncodedEntries): Promise<InjectResult> {
+    const started = this.clock.now();
+    const drops0 = (await this.options.backlog?.read().catch(() => undefined))?.drops;
+    let backlogWaitMs = await this.waitForRoom();
     const counts = { rejected: 0 };
     let datagrams = 0;
     let bytes = 0;
@@ -138,13 +182,20 @@ export class SyncInjector {
     // than the send itself (measured: 1M entries 7.1 s one by one, see docs/operations.md).
     const inFlight: Array<Promise<void>> = [];
     try {
-      for (const d of syncDatagrams(this.valid(entries, counts), { syncId: this.options.syncId, maxLen: this.maxLen })) {
+      const options = { syncId: this.options.syncId, maxLen: this.maxLen };
+      // Entries from a resync BATCH were checked as the kernel checks them and go as they came; objects are
+      // checked for what the wire can carry and encoded.
+      const out = entries instanceof EncodedEntries ? encodedDatagrams(entries, options) : syncDatagrams(this.valid(entries, counts), options);
+      for (const d of out) {
         await this.take();
         inFlight.push(this.sink.send(d));
         datagrams++;
         bytes += d.length;
         sent += d[4] ?? 0; // nr_conns
-        if (inFlight.length >= this.burst) await Promise.all(inFlight.splice(0));
+        if (inFlight.length >= this.effectiveBurst) {
+          await Promise.all(inFlight.splice(0));
+          backlogWaitMs += await this.waitForRoom();
+        }
       }
       await Promise.all(inFlight.splice(0));
     } catch (e) {
@@ -152,7 +203,11 @@ export class SyncInjector {
       this.events.emit({ type: 'inject_error', error: messageOf(e) });
       throw e;
     }
-    const result: InjectResult = { entries: sent, datagrams, bytes, rejected: counts.rejected, durationMs: this.clock.now() - started };
+    const drops1 = drops0 === undefined ? undefined : (await this.options.backlog?.read().catch(() => undefined))?.drops;
+    const result: InjectResult = {
+      entries: sent, datagrams, bytes, rejected: counts.rejected, durationMs: this.clock.now() - started, backlogWaitMs,
+      ...(drops0 !== undefined && drops1 !== undefined ? { kernelDrops: Math.max(0, drops1 - drops0) } : {}),
+    };
     this.events.emit({ type: 'injected', result });
     return result;
   }

@@ -18,7 +18,7 @@ test('sync events become counters and gauges', async (t) => {
   m.observeService({ type: 'channel', side: 'server', event: { type: 'zapDenied', address: '10.0.0.9', publicKey: 'k', detail: 'public key not on the allowlist' } });
   m.observeService({ type: 'resync_received', snapshotId: 1, received: 5000, status: 'ok', durationMs: 1500, scope: 'full' });
   m.observeDaemon({ type: 'daemon_missing', state: 'backup' });
-  m.observeInjector({ type: 'injected', result: { entries: 1000, datagrams: 25, bytes: 36_000, rejected: 0, durationMs: 3 } });
+  m.observeInjector({ type: 'injected', result: { entries: 1000, datagrams: 25, bytes: 36_000, rejected: 0, durationMs: 3, backlogWaitMs: 250, kernelDrops: 2 } });
   const text = await registry.metrics();
   t.regex(text, /^tandem_sync_missing_entries 17$/m);
   t.regex(text, /^tandem_sync_extra_entries 2$/m);
@@ -30,4 +30,6 @@ test('sync events become counters and gauges', async (t) => {
   t.regex(text, /^tandem_sync_last_resync_seconds 1\.5$/m);
   t.regex(text, /^tandem_sync_daemon_restarts_total\{state="backup"\} 1$/m);
   t.regex(text, /^tandem_sync_injected_entries_total 1000$/m);
+  t.regex(text, /^tandem_sync_inject_kernel_drops_total 2$/m);
+  t.regex(text, /^tandem_sync_inject_backlog_wait_seconds_total 0\.25$/m);
 });

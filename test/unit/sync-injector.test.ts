@@ -8,6 +8,7 @@ import test from 'ava';
 import { FakeClock } from '../../src/lib/clock.ts';
 import { SyncInjector } from '../../src/sync/injector.ts';
 import type { DatagramSink, InjectorEvent } from '../../src/sync/injector.ts';
+import type { BacklogProbe, SocketBacklog } from '../../src/sync/backlog.ts';
 import { connKey, decodeSyncMessage, syntheticEntries, syntheticEntry } from '../../src/sync/index.ts';
 import type { ConnEntry } from '../../src/sync/index.ts';
 
@@ -93,4 +94,64 @@ test('a socket error rejects that injection and the next one still runs', async 
   sink.failAfter = Infinity;
   const r = await drive(clock, inj.inject(syntheticEntries(10)));
   t.is(r.entries, 10);
+});
+
+/**
+ * A backup socket model: every datagram sent adds its length twice (its sk_buff) to the queue; the kernel
+ * thread drains `drainPerMs` bytes per fake millisecond; beyond `capacity` a datagram is dropped and counted.
+ */
+class SocketModel implements BacklogProbe, DatagramSink {
+  queued = 0;
+  drops = 0;
+  reads = 0;
+  private last: number;
+  constructor(private readonly clock: FakeClock, readonly capacity: number, private readonly drainPerMs: number) {
+    this.last = clock.now();
+  }
+  private drain(): void {
+    const now = this.clock.now();
+    this.queued = Math.max(0, this.queued - (now - this.last) * this.drainPerMs);
+    this.last = now;
+  }
+  async send(datagram: Buffer): Promise<void> {
+    this.drain();
+    if (this.queued + 2 * datagram.length > this.capacity) this.drops++;
+    else this.queued += 2 * datagram.length;
+  }
+  async read(): Promise<SocketBacklog> {
+    this.drain();
+    this.reads++;
+    return { queuedBytes: this.queued, capacityBytes: this.capacity, drops: this.drops };
+  }
+  close(): void {}
+}
+
+test('with a backlog probe a slow kernel thread loses nothing: the injector waits for room; without, it drops', async (t) => {
+  const entries = [...syntheticEntries(20_000)];
+  // 1 MiB socket drained at 3 MB/s: the token bucket alone (20,000 datagrams/s, ~29 MB/s) overruns it.
+  const slow = (clock: FakeClock) => new SocketModel(clock, 1 << 20, 3000);
+  const clockA = new FakeClock();
+  const blind = slow(clockA);
+  const rA = await drive(clockA, new SyncInjector(blind, clockA, { syncId: 1 }).inject(entries));
+  t.true(blind.drops > 0, `without the probe the socket dropped ${blind.drops} of ${rA.datagrams} datagrams`);
+  t.is(rA.kernelDrops, undefined);
+
+  const clockB = new FakeClock();
+  const paced = slow(clockB);
+  const rB = await drive(clockB, new SyncInjector(paced, clockB, { syncId: 1, backlog: paced }).inject(entries));
+  t.is(paced.drops, 0);
+  t.is(rB.kernelDrops, 0);
+  t.is(rB.entries, entries.length);
+  t.true(rB.backlogWaitMs > 0 && paced.reads > 2, `waited ${rB.backlogWaitMs} ms over ${paced.reads} probe reads`);
+});
+
+test('the backlog wait is bounded and the drops the kernel counted meanwhile are reported', async (t) => {
+  const clock = new FakeClock();
+  // A socket that never drains: every wait runs to maxBacklogWaitMs, then the injector sends anyway.
+  const stuck = new SocketModel(clock, 64 * 1024, 0);
+  const r = await drive(clock, new SyncInjector(stuck, clock, { syncId: 1, burst: 8, maxBacklogWaitMs: 50 }).inject(syntheticEntries(2000)));
+  t.true(r.datagrams > 16);
+  const r2 = await drive(clock, new SyncInjector(stuck, clock, { syncId: 1, burst: 8, maxBacklogWaitMs: 50, backlog: stuck }).inject(syntheticEntries(2000)));
+  t.true(r2.backlogWaitMs >= 50 && r2.backlogWaitMs <= 52 * (r2.datagrams + 1), `waited ${r2.backlogWaitMs} ms for ${r2.datagrams} datagrams: at most 50 ms per burst`);
+  t.is(r2.kernelDrops, r2.datagrams, 'every datagram of the second injection was dropped by the full socket, and counted');
 });

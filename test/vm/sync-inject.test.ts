@@ -18,6 +18,7 @@ import {
   SyncInjector,
   connKey,
   decodeSyncMessage,
+  openBacklogProbe,
   openSyncListener,
   openSyncSender,
   readProcConn,
@@ -129,6 +130,56 @@ test.serial('injected entries (TCP, UDP, templates, IPv6) appear in the kernel t
     sender.close();
     await sup.stop();
     ipvs.close();
+    await run(['ip', 'link', 'del', IFACE], { allowFail: true });
+  }
+});
+
+/** Entries present in the kernel table, counted from the ip_vs_conn rows. */
+async function presentCount(entries: readonly ConnEntry[]): Promise<number> {
+  const table = await kernelTable();
+  return entries.filter((e) => table.has(connKey(e))).length;
+}
+
+test.serial('a small backup socket: blind injection overruns it (the probe sees the drops), paced injection loses nothing', async (t) => {
+  requireVm();
+  await setUpInterface();
+  // 16 KiB -> a 32 KiB socket: about a dozen full datagrams.
+  await run(['sysctl', '-qw', 'net.ipv4.vs.sync_sock_size=16384']);
+  const clock = new SystemClock();
+  const ipvs: IpvsClient = await createIpvsClient();
+  const sender = await openSyncSender(GROUP);
+  // tandem's passive listener is bound to the same group and port: the probe must tell the kernel's socket apart.
+  const listener = await openSyncListener(GROUP, () => {});
+  try {
+    await ipvs.startDaemon({ state: 'backup', ifname: IFACE, syncId: SYNC_ID, maxLen: 0, group: GROUP.group, port: GROUP.port, ttl: 1 });
+    const maxLen = (await ipvs.listDaemons()).find((d) => d.state === 'backup')?.maxLen ?? 1472;
+    const probe = await openBacklogProbe(GROUP.group, GROUP.port);
+    const first = await probe.read();
+    t.truthy(first, 'the probe found the backup thread socket in /proc/net/udp');
+    t.is(first?.capacityBytes, 32 * 1024);
+
+    const blindEntries = [...syntheticEntries(6000, 200_000)];
+    const drops0 = first?.drops ?? 0;
+    const blind = await new SyncInjector(sender, clock, { syncId: SYNC_ID, maxLen, datagramsPerSecond: 1e6 }).inject(blindEntries);
+    await new Promise((r) => setTimeout(r, 1000));
+    const blindDrops = ((await probe.read())?.drops ?? 0) - drops0;
+    const blindPresent = await presentCount(blindEntries);
+    t.log(`blind: ${blind.datagrams} datagrams in ${blind.durationMs.toFixed(0)} ms, kernel dropped ${blindDrops}; ${blindPresent} of ${blindEntries.length} entries in the table`);
+    t.true(blindDrops > 0, 'sent as fast as the sender goes, a 32 KiB socket overflows');
+    t.true(blindPresent < blindEntries.length);
+
+    const pacedEntries = [...syntheticEntries(6000, 300_000)];
+    const paced = await new SyncInjector(sender, clock, { syncId: SYNC_ID, maxLen, datagramsPerSecond: 1e6, backlog: probe }).inject(pacedEntries);
+    const { missing, ms } = await waitForEntries(pacedEntries, 30_000);
+    t.log(`paced: ${paced.datagrams} datagrams in ${paced.durationMs.toFixed(0)} ms (waited ${paced.backlogWaitMs.toFixed(0)} ms for room), kernel dropped ${String(paced.kernelDrops)}; all in the table ${ms.toFixed(0)} ms later`);
+    t.is(paced.kernelDrops, 0);
+    t.is(missing.length, 0, `${missing.length} paced entries missing`);
+  } finally {
+    listener.close();
+    sender.close();
+    await ipvs.stopDaemon('backup').catch(() => undefined);
+    ipvs.close();
+    await run(['sysctl', '-qw', 'net.ipv4.vs.sync_sock_size=0']);
     await run(['ip', 'link', 'del', IFACE], { allowFail: true });
   }
 });
