@@ -233,12 +233,17 @@ test('property: corrupting one byte of a valid datagram never throws', (t) => {
   t.pass();
 });
 
+/** Entries, a syncid and a maxLen that fits the largest entry (IPv6 with every option). */
+const DATAGRAM_CASE = [
+  fc.array(connEntry, { maxLength: 300 }),
+  fc.integer({ min: 0, max: 255 }),
+  fc.integer({ min: 8 + SYNC_V1.entryLengthV6 + 2 + 24 + 2 + 255 + 2 + 16, max: 65535 }),
+] as const;
+
 test('property: random entries round-trip and every datagram is <= maxLen with size == length', (t) => {
   fc.assert(
     fc.property(
-      fc.array(connEntry, { maxLength: 300 }),
-      fc.integer({ min: 0, max: 255 }),
-      fc.integer({ min: 8 + SYNC_V1.entryLengthV6 + 2 + 24 + 2 + 255 + 2 + 16, max: 65535 }),
+      ...DATAGRAM_CASE,
       (entries, syncId, maxLen) => {
         const datagrams = encodeSyncMessages(entries, { syncId, maxLen });
         const back: ConnEntry[] = [];
@@ -266,9 +271,7 @@ function batchOf(entries: ConnEntry[]): EncodedEntries {
 test('property: encoded entries pack into the same datagrams as the decoded ones, and decode to them', (t) => {
   fc.assert(
     fc.property(
-      fc.array(connEntry, { maxLength: 300 }),
-      fc.integer({ min: 0, max: 255 }),
-      fc.integer({ min: 8 + SYNC_V1.entryLengthV6 + 2 + 24 + 2 + 255 + 2 + 16, max: 65535 }),
+      ...DATAGRAM_CASE,
       (entries, syncId, maxLen) => {
         const encoded = batchOf(entries);
         const fromObjects = encodeSyncMessages(entries, { syncId, maxLen });
