@@ -1,10 +1,12 @@
 /**
  * The inside of bench:sync (bench/sync.ts boots the VM). Root in a VM whose kernel has IPVS.
  *
- * 1. Resync: for each size, a SyncServer streams that many synthetic entries over CURVE on loopback to a
- *    SyncClient whose batches go through the injector to the kernel's backup sync thread (a dummy interface).
- *    Reported: stream + injection time up to the ACK, entries/s, and how many entries the kernel table lacks
- *    afterwards (/proc/net/ip_vs_conn line count).
+ * 1. Resync: this VM is the receiving director; the master is the host (bench/sync.ts), which streams each
+ *    size of synthetic entries over CURVE through the VM's NIC (SYNC_ENDPOINT and keys in the environment).
+ *    The SyncClient's batches go, in their wire form, through the injector (paced by the backup socket's fill
+ *    level) to the kernel's backup sync thread (on a dummy interface). Reported per size: first frame -> last
+ *    entry in the kernel table, entries/s, time to the ACK, entries in the table (ip_vs_conn slab) and
+ *    missing, the injector's waits for room and the kernel's drops; then `drained I N PRESENT` for the host.
  * 2. Lag: two `tandem run` directors in namespaces (src/lab/sync-lab.ts); a client opens CONNS connections one
  *    by one; the time from each connection's creation to its presence in the backup's table (ipvsadm -Lnc
  *    polled) is the kernel sync lag master -> backup.
@@ -21,15 +23,7 @@ import { createIpvsClient } from '../src/ipvs/index.ts';
 import { run } from '../src/lab/netns.ts';
 import { SyncLab, SYNC_LAB_PORT, SYNC_LAB_VIP } from '../src/lab/sync-lab.ts';
 import { SystemClock } from '../src/lib/clock.ts';
-import {
-  SyncClient,
-  SyncInjector,
-  SyncServer,
-  generateKeyPair,
-  openSyncSender,
-  syntheticEntries,
-} from '../src/sync/index.ts';
-import type { ConnEntry } from '../src/sync/index.ts';
+import { SyncClient, SyncInjector, backupMaxLen, openBacklogProbe, openSyncSender } from '../src/sync/index.ts';
 
 const SIZES = (process.env['SIZES'] ?? '10000,100000,1000000').split(',').map(Number);
 const CONNS = Number(process.env['CONNS'] ?? 100);
@@ -73,61 +67,67 @@ async function resyncBench(): Promise<void> {
   await run(['ip', 'link', 'set', 'tbench0', 'multicast', 'on', 'up']);
   await run(['ip', 'addr', 'add', '10.9.3.1/24', 'dev', 'tbench0']);
   const ipvs = await createIpvsClient();
-  await ipvs.startDaemon({ state: 'backup', ifname: 'tbench0', syncId: 9, maxLen: 0, group: '224.0.0.81', port: 8848, ttl: 1 });
+  // As tandem starts it: the largest receive buffer (sync/daemons.ts backupMaxLen).
+  await ipvs.startDaemon({ state: 'backup', ifname: 'tbench0', syncId: 9, maxLen: backupMaxLen('224.0.0.81'), group: '224.0.0.81', port: 8848, ttl: 1 });
   const maxLen = (await ipvs.listDaemons()).find((d) => d.state === 'backup')?.maxLen ?? 1472;
   const clock = new SystemClock();
   const sender = await openSyncSender({ interface: 'tbench0', group: '224.0.0.81', port: 8848 });
-  const rate = Number(process.env['RATE'] ?? 20_000);
-  const injector = new SyncInjector(sender, clock, { syncId: 9, maxLen, datagramsPerSecond: rate });
-  const sk = generateKeyPair();
-  const ck = generateKeyPair();
-  const server = await SyncServer.listen({ endpoint: 'tcp://127.0.0.1:*', keys: sk, allowedPeers: [ck.publicKey], node: { name: 'master', epoch: 1, role: 'master' } });
+  const backlog = await openBacklogProbe('224.0.0.81', 8848);
+  const injector = new SyncInjector(sender, clock, { syncId: 9, maxLen, backlog });
+  let waitedMs = 0;
+  let kernelDrops = 0;
+  injector.events.on((e) => {
+    if (e.type !== 'injected') return;
+    waitedMs += e.result.backlogWaitMs;
+    kernelDrops += e.result.kernelDrops ?? 0;
+  });
+  const env = process.env;
+  // The master is the host (bench/sync.ts), reached over the VM's NIC.
   const client = SyncClient.connect({
-    endpoint: server.endpoint,
-    serverPublicKey: sk.publicKey,
-    keys: ck,
-    node: { name: 'backup', epoch: 2, role: 'backup' },
+    endpoint: env['SYNC_ENDPOINT'] ?? '',
+    serverPublicKey: env['SYNC_SERVER_KEY'] ?? '',
+    keys: { publicKey: env['SYNC_CLIENT_PUBLIC'] ?? '', secretKey: env['SYNC_CLIENT_SECRET'] ?? '' },
+    node: { name: 'bench-backup', epoch: 2, role: 'backup' },
+    idleTimeoutMs: 600_000,
     onEntries: async (entries) => {
       await injector.inject(entries);
     },
   });
-  const peer = await new Promise<string>((r) => server.events.on((e) => e.type === 'hello' && r(e.peer)));
-  say(`injector: maxlen ${maxLen} (the backup thread's), ${rate} datagrams/s; sync_sock_size 8 MiB`);
-  const slab0 = slabConns() ?? 0;
-  say('entries    stream+inject to ACK   entries/s    in kernel (slab)   missing   drain');
-  let start = 0;
+  say(`receiver: connects to the master at ${env['SYNC_ENDPOINT'] ?? '?'}; injector maxlen ${maxLen} (the backup thread's), paced by the backup socket's fill level; sync_sock_size 8 MiB`);
+  say('entries   first frame -> all in kernel   entries/s   stream to ACK   in kernel (slab)   missing   injector waited   kernel drops');
   let expected = 0;
-  for (const n of SIZES) {
-    const entries = (function* (): Generator<ConnEntry> {
-      for (const e of syntheticEntries(n, start)) yield { ...e, timeoutS: 3600 };
-    })();
-    const t0 = performance.now();
-    const r = await server.sendSnapshot(peer, entries, { estimate: n });
-    const ms = performance.now() - t0;
+  const slab0 = slabConns() ?? 0;
+  for (const [i, n] of SIZES.entries()) {
+    const begun = new Promise<number>((resolve) => client.events.on((e) => e.type === 'snapshotBegin' && resolve(performance.now())));
+    const acked = new Promise<number>((resolve) => client.events.on((e) => e.type === 'snapshotReceived' && resolve(performance.now())));
+    const w0 = waitedMs;
+    const d0 = kernelDrops;
+    const t0 = await begun;
+    const tAck = await acked;
     expected += n;
-    // Wait until the backup thread has created them all (or stops making progress for 3 s).
+    // Until the backup thread has created them all (or stops making progress for 3 s).
     let present = (slabConns() ?? 0) - slab0;
     let last = -1;
     let still = 0;
-    const t1 = performance.now();
-    while (present < expected && still < 30) {
-      await new Promise((res) => setTimeout(res, 100));
+    let tAll = performance.now();
+    while (present < expected && still < 60) {
+      await new Promise((res) => setTimeout(res, 50));
       present = (slabConns() ?? 0) - slab0;
+      if (present !== last) tAll = performance.now();
       still = present === last ? still + 1 : 0;
       last = present;
     }
-    const drainMs = performance.now() - t1;
+    const ms = tAll - t0;
     say(
-      `${String(n).padStart(8)}   ${(ms / 1000).toFixed(2).padStart(10)} s (${r.ack.status})   ${Math.round((n * 1000) / ms).toString().padStart(9)}   ${String(present).padStart(16)}   ${String(Math.max(0, expected - present)).padStart(7)}   ${(drainMs / 1000).toFixed(1)} s`,
+      `${String(n).padStart(8)}   ${(ms / 1000).toFixed(2).padStart(22)} s   ${Math.round((n * 1000) / ms).toString().padStart(9)}   ${((tAck - t0) / 1000).toFixed(2).padStart(11)} s   ${String(present).padStart(16)}   ${String(Math.max(0, expected - present)).padStart(7)}   ${((waitedMs - w0) / 1000).toFixed(1).padStart(13)} s   ${String(kernelDrops - d0).padStart(12)}`,
     );
     if (n <= 10_000) {
       const lines = await procLines();
       say(`           cross-check: /proc/net/ip_vs_conn has ${lines} rows`);
     }
-    start += n;
+    say(`drained ${i} ${n} ${present}`);
   }
   client.close();
-  await server.close();
   sender.close();
   await ipvs.stopDaemon('backup');
   ipvs.close();

@@ -18,6 +18,7 @@
  *   keepalived's lvs_sync_daemon.
  */
 
+import { isIPv4 } from 'node:net';
 import type { Clock, TimerHandle } from '../lib/clock.ts';
 import { messageOf } from '../lib/errors.ts';
 import { TypedEmitter } from '../lib/events.ts';
@@ -33,7 +34,7 @@ export interface SyncThreadSettings {
   group: string;
   port: number;
   ttl: number;
-  /** 0 = the kernel's default. */
+  /** The master thread's sync_maxlen; 0 = the kernel's default (the link's MTU). */
   maxLen: number;
   masterThread: 'always' | 'while_master';
 }
@@ -44,12 +45,22 @@ export interface SyncThreadSettings {
  */
 export const DEFAULT_DAEMON_CHECK_MS = 5000;
 
+/**
+ * The backup thread's sync_maxlen: the largest the kernel takes (65535 minus the IP and UDP headers). It is
+ * only the size of the backup thread's receive buffer: the peer's master thread still sends datagrams of its
+ * link's size, and the local injection can send 255 entries per datagram (~10 KB) instead of 40, six times
+ * fewer datagrams for a full resync.
+ */
+export function backupMaxLen(group: string): number {
+  return isIPv4(group) ? 65535 - 28 : 65535 - 48;
+}
+
 /** The thread definitions this director wants, given whether it is master now. */
 export function wantedDaemons(s: SyncThreadSettings, isMaster: boolean): SyncDaemon[] {
-  const base = { ifname: s.interface, syncId: s.syncId, maxLen: s.maxLen, group: s.group, port: s.port, ttl: s.ttl };
+  const base = { ifname: s.interface, syncId: s.syncId, group: s.group, port: s.port, ttl: s.ttl };
   const out: SyncDaemon[] = [];
-  if (s.masterThread === 'always' || isMaster) out.push({ state: 'master', ...base });
-  out.push({ state: 'backup', ...base });
+  if (s.masterThread === 'always' || isMaster) out.push({ state: 'master', ...base, maxLen: s.maxLen });
+  out.push({ state: 'backup', ...base, maxLen: backupMaxLen(s.group) });
   return out;
 }
 

@@ -15,10 +15,10 @@
  * kernel without a trace here. A token bucket (`datagramsPerSecond`, `burst`) keeps the send rate under what
  * the thread takes; each send awaits its completion, which also lets timers (the election) run in between.
  *
- * Flow control: with a BacklogProbe (backlog.ts) the injector also looks at the backup thread's socket after
- * every burst and waits, up to `maxBacklogWaitMs`, while it holds more than its capacity minus two bursts: the
- * token bucket is a ceiling for a fast kernel, the probe keeps a slow one (a loaded or emulated CPU) from
- * dropping what it cannot take yet. The socket's drop counter before and after gives `kernelDrops`.
+ * Flow control: with a BacklogProbe (backlog.ts) the injector also looks at the backup thread's socket each
+ * time it has sent a quarter of the socket's capacity, and waits, up to `maxBacklogWaitMs`, while the socket is
+ * more than half full: the token bucket is a ceiling for a fast kernel, the probe keeps a slow one (a loaded or
+ * emulated CPU) from dropping what it cannot take yet. The socket's drop counter gives `kernelDrops`.
  *
  * This module is the driver; the socket is behind `DatagramSink` (mcast.ts is the adapter), the fill level
  * behind `BacklogProbe` (backlog.ts).
@@ -94,6 +94,12 @@ export class SyncInjector {
   private maxLen: number;
   /** The burst, made smaller when the probe shows a small backup socket. */
   private effectiveBurst: number;
+  /** Bytes (counted as they weigh in the socket) sent since the probe was last read, and when to read it next. */
+  private sentSinceProbe = Infinity;
+  private probeEveryBytes = 0;
+  /** The backup socket's drop counter at the last read, and the drops seen since this injector started. */
+  private lastDrops: number | undefined;
+  private dropsSeen = 0;
 
   constructor(
     private readonly sink: DatagramSink,
@@ -150,20 +156,28 @@ export class SyncInjector {
   }
 
   /**
-   * Waits (polling the probe) until the backup socket has room for two more bursts, or is empty; returns the
-   * time waited. Also shrinks the burst to a quarter of the socket, so a small socket is never overrun by one.
+   * Flow control, between bursts. The probe is read once a quarter of the socket has been sent since the last
+   * read (a read costs a /proc file); then, while the socket is more than half full (and not empty), it waits
+   * and reads again. With bursts of at most a quarter of the socket, the queue never exceeds its capacity.
+   * Returns the time waited.
    */
   private async waitForRoom(): Promise<number> {
     const probe = this.options.backlog;
-    if (probe === undefined) return 0;
+    if (probe === undefined || this.sentSinceProbe < this.probeEveryBytes) return 0;
     const started = this.clock.now();
     const maxWait = this.options.maxBacklogWaitMs ?? 2000;
     for (;;) {
       const b = await probe.read().catch(() => undefined);
-      if (b === undefined) break;
-      const datagramBytes = SKB_FACTOR * this.maxLen;
-      this.effectiveBurst = Math.max(1, Math.min(this.burst, Math.floor(b.capacityBytes / (4 * datagramBytes))));
-      if (b.queuedBytes === 0 || b.queuedBytes + 2 * this.effectiveBurst * datagramBytes <= b.capacityBytes) break;
+      this.sentSinceProbe = 0;
+      if (b === undefined) {
+        this.probeEveryBytes = 0;
+        break;
+      }
+      if (this.lastDrops !== undefined) this.dropsSeen += Math.max(0, b.drops - this.lastDrops);
+      this.lastDrops = b.drops;
+      this.probeEveryBytes = b.capacityBytes / 4;
+      this.effectiveBurst = Math.max(1, Math.min(this.burst, Math.floor(b.capacityBytes / (4 * SKB_FACTOR * this.maxLen))));
+      if (b.queuedBytes === 0 || b.queuedBytes <= b.capacityBytes / 2) break;
       if (this.clock.now() - started >= maxWait) break;
       await new Promise<void>((resolve) => this.clock.setTimer(2, resolve));
     }
@@ -172,8 +186,8 @@ export class SyncInjector {
 
   private async run(entries: Iterable<ConnEntry> | EncodedEntries): Promise<InjectResult> {
     const started = this.clock.now();
-    const drops0 = (await this.options.backlog?.read().catch(() => undefined))?.drops;
     let backlogWaitMs = await this.waitForRoom();
+    const drops0 = this.dropsSeen;
     const counts = { rejected: 0 };
     let datagrams = 0;
     let bytes = 0;
@@ -189,6 +203,7 @@ export class SyncInjector {
       for (const d of out) {
         await this.take();
         inFlight.push(this.sink.send(d));
+        this.sentSinceProbe += SKB_FACTOR * d.length;
         datagrams++;
         bytes += d.length;
         sent += d[4] ?? 0; // nr_conns
@@ -203,10 +218,11 @@ export class SyncInjector {
       this.events.emit({ type: 'inject_error', error: messageOf(e) });
       throw e;
     }
-    const drops1 = drops0 === undefined ? undefined : (await this.options.backlog?.read().catch(() => undefined))?.drops;
+    // Drops the probe saw while this injection ran (those of its last datagrams show at the next read).
+    backlogWaitMs += await this.waitForRoom();
     const result: InjectResult = {
       entries: sent, datagrams, bytes, rejected: counts.rejected, durationMs: this.clock.now() - started, backlogWaitMs,
-      ...(drops0 !== undefined && drops1 !== undefined ? { kernelDrops: Math.max(0, drops1 - drops0) } : {}),
+      ...(this.lastDrops !== undefined ? { kernelDrops: this.dropsSeen - drops0 } : {}),
     };
     this.events.emit({ type: 'injected', result });
     return result;

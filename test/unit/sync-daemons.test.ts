@@ -55,6 +55,13 @@ test('wanted threads: backup always; master always, or only while master with wh
   t.deepEqual(wantedDaemons(wm, true).map((d) => d.state), ['master', 'backup']);
 });
 
+test('the backup thread gets the largest receive buffer; the configured maxlen is the master thread\'s', (t) => {
+  const [master, backup] = wantedDaemons({ ...SETTINGS, maxLen: 1400 }, true);
+  t.is(master?.maxLen, 1400);
+  t.is(backup?.maxLen, 65535 - 28);
+  t.is(wantedDaemons({ ...SETTINGS, group: 'ff02::8848' }, false)[1]?.maxLen, 65535 - 48);
+});
+
 test('a running thread matches when its settings do; maxlen 0 accepts the kernel default', (t) => {
   const [w] = wantedDaemons(SETTINGS, true);
   t.true(daemonMatches(w!, { ...w!, maxLen: 1472 }));
@@ -80,7 +87,8 @@ test('supervisor: starts both threads, restarts a vanished backup thread at the 
   const { clock, sup, events } = supervise(kernel);
   await sup.start(false);
   t.deepEqual([...kernel.threads.keys()].sort(), ['backup', 'master']);
-  t.is(sup.running().find((d) => d.state === 'backup')?.maxLen, 1472, 'the kernel-effective maxlen is known');
+  t.is(sup.running().find((d) => d.state === 'backup')?.maxLen, 65507, 'the kernel-effective maxlen is known');
+  t.is(sup.running().find((d) => d.state === 'master')?.maxLen, 1472);
   kernel.threads.delete('backup'); // ipvsadm --stop-daemon backup, behind tandem's back
   clock.advance(5000);
   await settle();

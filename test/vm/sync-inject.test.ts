@@ -104,9 +104,10 @@ test.serial('injected entries (TCP, UDP, templates, IPv6) appear in the kernel t
       }
     }
     // The interface may send an IGMP membership report of its own meanwhile (the listener joined the group):
-    // allow two packets; 53 datagrams sent with a TTL above 0 would all be counted here.
+    // allow two packets; the datagrams (255 entries each: the backup thread takes 64 KiB ones) sent with a TTL
+    // above 0 would be counted here, each as several IP fragments.
     const tx = txPackets() - tx0;
-    t.true(r.datagrams >= 40 && tx <= 2, `TTL 0: ${tx} packets left ${IFACE} while ${r.datagrams} datagrams were injected`);
+    t.true(r.datagrams >= 7 && tx <= 2, `TTL 0: ${tx} packets left ${IFACE} while ${r.datagrams} datagrams were injected`);
     await new Promise((r) => setTimeout(r, 200));
     t.is(heard, r.datagrams, 'the passive listener co-bound next to the backup thread saw every datagram');
     t.is(heardMalformed, 0);
