@@ -10,25 +10,32 @@
  * 2. Lag: two `tandem run` directors in namespaces (src/lab/sync-lab.ts); a client opens CONNS connections one
  *    by one; the time from each connection's creation to its presence in the backup's table (ipvsadm -Lnc
  *    polled) is the kernel sync lag master -> backup.
- * 3. Loss: netem drops 30% of the master's sync multicast; another CONNS connections. Reported: the entries
- *    missing on the backup at the first repair check (the digest comparison) and after the repair rounds.
+ * 3. Loss (part of PARTS=lag, a lab of its own): netem drops 30% of the master's sync multicast and the repair
+ *    runs only every LOSS_REPAIR_INTERVAL; LOSS_CONNS idle connections are opened back to back (each synced
+ *    once by the kernel). Reported: datagrams passed and dropped; entries missing on the backup before repair
+ *    (both tables compared with ipvsadm -Lnc once the kernel has flushed, before any repair round) and after
+ *    the next repair round, and how long that round took to fill them.
  *
- * Env: SIZES (default 10000,100000,1000000), CONNS (default 100), PARTS (default resync,lag).
+ * Env: SIZES (default 10000,100000,1000000), CONNS (default 100), LOSS_CONNS (default 600), LOSS_REPAIR_INTERVAL
+ * (default 90s), PARTS (default resync,lag); bench/sync.ts passes them into the VM, with the resync master's
+ * endpoint and keys.
  */
 
 import { createReadStream, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { createIpvsClient } from '../src/ipvs/index.ts';
 import { run } from '../src/lab/netns.ts';
-import { SyncLab, SYNC_LAB_PORT, SYNC_LAB_VIP } from '../src/lab/sync-lab.ts';
+import type { DaemonProcess, LogRecord } from '../src/lab/pair.ts';
+import { SyncLab, SYNC_LAB_PORT, clientPortsIn } from '../src/lab/sync-lab.ts';
 import { SystemClock } from '../src/lib/clock.ts';
+import { parseDuration } from '../src/lib/duration.ts';
 import { SyncClient, SyncInjector, backupMaxLen, openBacklogProbe, openSyncSender } from '../src/sync/index.ts';
 
 const SIZES = (process.env['SIZES'] ?? '10000,100000,1000000').split(',').map(Number);
 const CONNS = Number(process.env['CONNS'] ?? 100);
+const LOSS_CONNS = Number(process.env['LOSS_CONNS'] ?? 600);
+const LOSS_REPAIR_INTERVAL = process.env['LOSS_REPAIR_INTERVAL'] ?? '90s';
+const LOSS_REPAIR_INTERVAL_MS = parseDuration(LOSS_REPAIR_INTERVAL) ?? 90_000;
 const PARTS = new Set((process.env['PARTS'] ?? 'resync,lag').split(','));
-const FIXTURES = resolve(fileURLToPath(new URL('../test/fixtures/sync', import.meta.url)));
 const say = (s: string): void => void process.stdout.write(`${s}\n`);
 
 /**
@@ -134,10 +141,7 @@ async function resyncBench(): Promise<void> {
 }
 
 async function tableCports(lab: SyncLab, name: 'dirA' | 'dirB'): Promise<Set<number>> {
-  const out = await lab.connections(name);
-  const s = new Set<number>();
-  for (const m of out.matchAll(/10\.99\.0\.10:(\d+)\s+10\.99\.0\.100:80/g)) s.add(Number(m[1]));
-  return s;
+  return clientPortsIn(await lab.connections(name), SYNC_LAB_PORT);
 }
 
 function pct(xs: number[], p: number): number {
@@ -145,43 +149,24 @@ function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
 }
 
-interface Held {
-  conns: Array<{ cport: number; t: number }>;
-  close: () => void;
-  /** Resolves when all connections are open. */
-  finished: Promise<void>;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const isRepairDiff = (r: LogRecord) => r.msg === 'sync repair: table differs from the master';
+
+/** Starts both directors of `lab`; resolves when dirA is master and dirB's connection sync has started. */
+async function startDirectors(lab: SyncLab): Promise<{ a: DaemonProcess; b: DaemonProcess }> {
+  const a = lab.start('dirA');
+  const b = lab.start('dirB');
+  await a.waitFor((r) => r.msg === 'transition' && r.to === 'MASTER', 120_000);
+  await b.waitFor((r) => r.msg === 'connection sync started', 120_000);
+  return { a, b };
 }
 
-function holdConnections(lab: SyncLab, n: number): Held {
-  const child = lab.lab.spawn('cli', ['/usr/bin/python3', '-u', join(FIXTURES, 'conn_holder.py'), SYNC_LAB_VIP, String(SYNC_LAB_PORT), String(n), '0.05'], { stdio: ['pipe', 'pipe', 'pipe'] });
-  const conns: Array<{ cport: number; t: number }> = [];
-  let buf = '';
-  const done = new Promise<void>((resolveP, reject) => {
-    child.stdout?.setEncoding('utf8').on('data', (c: string) => {
-      buf += c;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const o = JSON.parse(buf.slice(0, nl)) as { cport?: number; t?: number; done?: boolean };
-        buf = buf.slice(nl + 1);
-        if (o.done === true) resolveP();
-        else if (o.cport !== undefined && o.t !== undefined) conns.push({ cport: o.cport, t: o.t * 1000 });
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`conn_holder exited ${String(code)}`)));
-  });
-  return { conns, close: () => child.stdin?.end(), finished: done };
-}
-
-async function lagAndLossBench(): Promise<void> {
+/** 2. Lag: creation -> presence on the backup of CONNS new connections (repair every 3 s, no loss). */
+async function lagBench(): Promise<void> {
   const lab = await SyncLab.create({ prefix: 'sb', repairInterval: '3s' });
   try {
-    const a = lab.start('dirA');
-    const b = lab.start('dirB');
-    await a.waitFor((r) => r.msg === 'transition' && r.to === 'MASTER', 120_000);
-    await b.waitFor((r) => r.msg === 'connection sync started', 120_000);
-
-    // 2. Lag.
-    const h = holdConnections(lab, CONNS);
+    await startDirectors(lab);
+    const h = lab.holdConnections(CONNS, 0.05);
     const seenAt = new Map<number, number>();
     const deadline = Date.now() + 120_000;
     let finished = false;
@@ -191,28 +176,84 @@ async function lagAndLossBench(): Promise<void> {
       const now = Date.now();
       for (const p of onB) if (!seenAt.has(p)) seenAt.set(p, now);
       if (finished && h.conns.every((c) => seenAt.has(c.cport))) break;
-      await new Promise((r) => setTimeout(r, 50));
+      await sleep(50);
     }
     const lags = h.conns.filter((c) => seenAt.has(c.cport)).map((c) => seenAt.get(c.cport)! - c.t);
     say(`lag master -> backup (kernel sync, ${h.conns.length} new connections, backup polled with ipvsadm -Lnc): p50 ${pct(lags, 50).toFixed(0)} ms, p90 ${pct(lags, 90).toFixed(0)} ms, max ${Math.max(...lags).toFixed(0)} ms; never seen ${h.conns.length - lags.length}`);
-
-    // 3. Loss.
-    await lab.lossOnSync('dirA', 30);
-    const bFrom = b.records.length;
-    const h2 = holdConnections(lab, CONNS);
-    await h2.finished;
-    const firstCheck = await b.waitFor((r) => r.msg === 'sync repair: table differs from the master', 60_000, bFrom).catch(() => undefined);
-    await new Promise((r) => setTimeout(r, 15_000)); // five repair rounds
-    const onA = await tableCports(lab, 'dirA');
-    const onB = await tableCports(lab, 'dirB');
-    const missing = [...onA].filter((p) => !onB.has(p)).length;
-    const loss = await lab.syncLoss('dirA');
-    say(`30% loss on the master's sync multicast (netem: ${loss.sent} datagrams passed, ${loss.dropped} dropped): first repair check found ${String(firstCheck?.missing ?? 0)} entries missing on the backup; after 15 s of repair rounds (every 3 s): ${missing} of ${onA.size} missing`);
-    h.close();
-    h2.close();
+    await h.close();
   } finally {
     await lab.destroy();
   }
+}
+
+/**
+ * 3. Loss, in a lab of its own whose repair runs only every LOSS_REPAIR_INTERVAL (90 s): LOSS_CONNS idle
+ * connections opened back to back right after a repair-free start, each synced once by the kernel; once the
+ * backup's table stops growing (the kernel has flushed), the two tables are compared directly (the raw loss),
+ * then again once the repair has filled them.
+ */
+async function lossBench(): Promise<void> {
+  const lab = await SyncLab.create({ prefix: 'sc', repairInterval: LOSS_REPAIR_INTERVAL, syncLossPercent: 30 });
+  try {
+    const { a, b } = await startDirectors(lab);
+    // dirA streams dirB a full resync when dirB says hello and checks it with a digest 2 s later: let both pass.
+    await a.waitFor((r) => r.msg === 'resync sent', 60_000).catch(() => undefined);
+    await sleep(3000);
+    const before = await lab.syncLoss('dirA');
+    const bFrom = b.records.length;
+    const openedFrom = Date.now();
+    const h = lab.holdConnections(LOSS_CONNS, 0.005);
+    const opened = await h.finished;
+    const lastOpenedAt = Date.now();
+    const cports = new Set(h.conns.map((c) => c.cport));
+    // The kernel flushes a partial buffer after 2 s: wait until dirB's count of these connections has not grown
+    // for 3 s (at most 30 s).
+    let onB = new Set<number>();
+    for (let still = 0, last = -1; still < 3 && Date.now() - lastOpenedAt < 30_000; ) {
+      await sleep(1000);
+      onB = new Set([...(await tableCports(lab, 'dirB'))].filter((p) => cports.has(p)));
+      still = onB.size === last ? still + 1 : 0;
+      last = onB.size;
+    }
+    const onA = new Set([...(await tableCports(lab, 'dirA'))].filter((p) => cports.has(p)));
+    const measuredAt = Date.now();
+    const missingBefore = [...onA].filter((p) => !onB.has(p)).length;
+    const loss = await lab.syncLoss('dirA');
+    const passed = loss.sent - before.sent;
+    const dropped = loss.dropped - before.dropped;
+    const early = b.records.slice(bFrom).filter(isRepairDiff);
+    say(
+      `30% loss on the master's sync multicast, ${opened} idle connections opened in ${((lastOpenedAt - openedFrom) / 1000).toFixed(1)} s (repair every ${LOSS_REPAIR_INTERVAL}): ` +
+        `netem ${passed} datagrams passed, ${dropped} dropped; missing on the backup before repair (ipvsadm -Lnc on both, ${((measuredAt - lastOpenedAt) / 1000).toFixed(1)} s after the last): ${missingBefore} of ${onA.size}` +
+        (early.length > 0 ? ` (NOTE: ${early.length} repair round(s) ran before this comparison, missing ${early.map((r) => String(r.missing)).join(', ')}: it counts only what was lost after them)` : ''),
+    );
+
+    // The next repair round: its digest comparison, then its delta; poll until dirB holds every one.
+    const bFromRepair = b.records.length;
+    const round = await b.waitFor(isRepairDiff, 3 * LOSS_REPAIR_INTERVAL_MS + 30_000, bFromRepair).catch(() => undefined);
+    const roundAt = Date.now();
+    let missingAfter = missingBefore;
+    while (Date.now() - roundAt < 60_000) {
+      const nowOnB = await tableCports(lab, 'dirB');
+      missingAfter = [...onA].filter((p) => !nowOnB.has(p)).length;
+      if (missingAfter === 0) break;
+      await sleep(250);
+    }
+    const filledS = (Date.now() - roundAt) / 1000;
+    say(
+      round === undefined
+        ? `no repair round found a difference within ${(3 * LOSS_REPAIR_INTERVAL_MS + 30_000) / 1000} s; missing after: ${missingAfter} of ${onA.size}`
+        : `repair round ${((roundAt - measuredAt) / 1000).toFixed(1)} s after the comparison: its digest found ${String(round.missing)} missing (${String(round.buckets)} buckets); missing after repair: ${missingAfter} of ${onA.size}, ${filledS.toFixed(1)} s from the round's log record to the backup's table holding them (polled with ipvsadm -Lnc)`,
+    );
+    await h.close();
+  } finally {
+    await lab.destroy();
+  }
+}
+
+async function lagAndLossBench(): Promise<void> {
+  await lagBench();
+  await lossBench();
 }
 
 if (PARTS.has('resync')) await resyncBench();

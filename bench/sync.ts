@@ -30,7 +30,7 @@ const TAP = 'tsbench0';
 const HOST_ADDRESS = '10.9.4.1';
 const VM_ADDRESS = '10.9.4.2';
 const env: Record<string, string> = { SIZES: SIZES.join(',') };
-for (const k of ['CONNS', 'PARTS', 'LOSS_CONNS']) {
+for (const k of ['CONNS', 'PARTS', 'LOSS_CONNS', 'LOSS_REPAIR_INTERVAL']) {
   const v = process.env[k];
   if (v !== undefined) env[k] = v;
 }

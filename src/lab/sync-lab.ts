@@ -61,6 +61,8 @@ export interface SyncLabLike {
   /** The director's connection table as `ipvsadm -Lnc` prints it ('' when it cannot be read). */
   connections(name: DirectorName): Promise<string>;
   startClient(busyIntervalS?: number, idleIntervalS?: number, port?: number): LabClient;
+  /** Opens up to `n` idle connections to VIP:`port` from the client, one every `gapS` s, and holds them. */
+  holdConnections(n: number, gapS: number, port?: number): HeldConnections;
   /** `name`'s outgoing sync datagrams that went through the loss emulation: passed on and dropped. */
   syncLoss(name: DirectorName): Promise<{ sent: number; dropped: number }>;
   destroy(): Promise<void>;
@@ -100,6 +102,14 @@ export function startLabClient(lab: BridgeLab, busyIntervalS: number, idleInterv
   return new LabClient(child);
 }
 
+/** Starts conn_holder.py in the lab's `cli` namespace: up to `n` connections to VIP:`port`, one every `gapS` s. */
+export function startLabHolder(lab: BridgeLab, n: number, gapS: number, port: number): HeldConnections {
+  const child = lab.spawn('cli', [PYTHON, '-u', join(FIXTURES, 'conn_holder.py'), SYNC_LAB_VIP, String(port), String(n), String(gapS)], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  return new HeldConnections(child);
+}
+
 /** The IPVS services of a lab director as ipvsadm commands (DR :80 to rs1/rs2, NAT :81 to rs3/rs4). */
 export function labDirectorIpvsCommands(): string[][] {
   const dr = `${SYNC_LAB_VIP}:${SYNC_LAB_PORT}`;
@@ -129,6 +139,13 @@ export function syncLossCommands(dev: string, percent: number, srcAddress?: stri
     ['filter', 'add', 'dev', dev, 'parent', '1:0', 'protocol', 'ip', 'prio', '1', 'u32', 'match', 'ip', 'protocol', '17', '0xff', 'match', 'ip', 'dport', '8848', '0xffff',
       ...(srcAddress !== undefined ? ['match', 'ip', 'src', `${srcAddress}/32`] : []), 'flowid', '1:3'],
   ];
+}
+
+/** The client ports of the connections from the lab client to VIP:`port` in an `ipvsadm -Lnc` table. */
+export function clientPortsIn(table: string, port = SYNC_LAB_PORT): Set<number> {
+  const s = new Set<number>();
+  for (const m of table.matchAll(/10\.99\.0\.10:(\d+)\s+10\.99\.0\.100:(\d+)/g)) if (Number(m[2]) === port) s.add(Number(m[1]));
+  return s;
 }
 
 /** One JSON line of the lab client (test/fixtures/sync/conn_client.py). */
@@ -179,6 +196,63 @@ export class LabClient {
   async finish(timeoutMs = 90_000): Promise<ClientEvent> {
     this.child.stdin?.end();
     return this.waitFor((e) => e.ev === 'summary', timeoutMs);
+  }
+}
+
+/**
+ * Connections held open by test/fixtures/sync/conn_holder.py: each sent one line and is idle since, so the
+ * master's kernel synced it once (the sync message for its third packet) and never again.
+ */
+export class HeldConnections {
+  /** Every connection opened so far: its client port and when it was opened (epoch ms). */
+  readonly conns: Array<{ cport: number; t: number }> = [];
+  /** Resolves with the number opened when the holder stopped opening (all `n`, or `stopOpening`). */
+  readonly finished: Promise<number>;
+  readonly exited: Promise<number | null>;
+  private readonly stderr: string[] = [];
+
+  constructor(readonly child: ChildProcess) {
+    this.exited = new Promise((r) => child.once('close', (code) => r(code)));
+    child.stderr?.setEncoding('utf8').on('data', (c: string) => this.stderr.push(c));
+    // A write after the holder died (EPIPE) shows up as its exit, not as an unhandled stream error.
+    child.stdin?.on('error', () => undefined);
+    this.finished = new Promise<number>((resolveP, reject) => {
+      let buf = '';
+      child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+        buf += chunk;
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          let o: { cport?: number; t?: number; done?: boolean; opened?: number };
+          try {
+            o = JSON.parse(line) as typeof o;
+          } catch {
+            continue;
+          }
+          if (o.done === true) resolveP(o.opened ?? this.conns.length);
+          else if (o.cport !== undefined && o.t !== undefined) this.conns.push({ cport: o.cport, t: o.t * 1000 });
+        }
+      });
+      void this.exited.then((code) =>
+        reject(new TandemError(ERROR_CODES.lab, `conn_holder exited (${String(code)}) after opening ${this.conns.length} connections: ${this.stderr.join('').slice(-1000)}`)),
+      );
+    });
+    // A caller that only closes must not see the rejection of an exit after `done` as unhandled.
+    this.finished.catch(() => undefined);
+  }
+
+  /** Stops opening new connections; `finished` resolves once the holder has stopped. */
+  stopOpening(): void {
+    if (this.child.stdin?.writable === true) this.child.stdin.write('stop\n');
+  }
+
+  /** Closes every held connection (the holder exits); resolves when it has exited, killing it after `timeoutMs`. */
+  async close(timeoutMs = 30_000): Promise<void> {
+    this.child.stdin?.end();
+    const t = setTimeout(() => this.child.kill('SIGKILL'), timeoutMs);
+    await this.exited;
+    clearTimeout(t);
   }
 }
 
@@ -324,6 +398,10 @@ export class SyncLab implements SyncLabLike {
   /** Starts a client: a busy and an idle connection to VIP:`port` (see conn_client.py). */
   startClient(busyIntervalS = 0.02, idleIntervalS = 15, port = SYNC_LAB_PORT): LabClient {
     return startLabClient(this.lab, busyIntervalS, idleIntervalS, port);
+  }
+
+  holdConnections(n: number, gapS: number, port = SYNC_LAB_PORT): HeldConnections {
+    return startLabHolder(this.lab, n, gapS, port);
   }
 
   /** The director's connection table, as `ipvsadm -Lnc` rows. */

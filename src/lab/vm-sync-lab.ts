@@ -21,9 +21,11 @@ import {
   labDirectorIpvsCommands,
   netemCounts,
   startLabClient,
+  startLabHolder,
   startLabRealServer,
   syncLossCommands,
   type DirectorLog,
+  type HeldConnections,
   type LabClient,
   type SyncLabLike,
   type SyncLabOptions,
@@ -196,6 +198,11 @@ export class VmSyncLab implements SyncLabLike {
 
   startClient(busyIntervalS = 0.02, idleIntervalS = 15, port = 80): LabClient {
     return startLabClient(this.lab, busyIntervalS, idleIntervalS, port);
+  }
+
+  /** The client namespace is on this host, as for `startClient`. */
+  holdConnections(n: number, gapS: number, port = 80): HeldConnections {
+    return startLabHolder(this.lab, n, gapS, port);
   }
 
   /** What netem did to `name`'s outgoing sync datagrams in its VM (as of the VM's last once-a-second dump). */
