@@ -160,7 +160,7 @@ test.serial('a small backup socket: blind injection overruns it (the probe sees 
     t.truthy(first, 'the probe found the backup thread socket in /proc/net/udp');
     t.is(first?.capacityBytes, 4096);
 
-    const blindEntries = [...syntheticEntries(6000, 200_000)];
+    const blindEntries = [...syntheticEntries(20_000, 200_000)];
     const drops0 = first?.drops ?? 0;
     const blind = await new SyncInjector(sender, clock, { syncId: SYNC_ID, maxLen, datagramsPerSecond: 1e6 }).inject(blindEntries);
     await new Promise((r) => setTimeout(r, 1000));
