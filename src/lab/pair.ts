@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ERROR_CODES, TandemError } from '../lib/errors.ts';
+import { onJsonLines } from './json-lines.ts';
 import { BridgeLab, run } from './netns.ts';
 
 /** The launcher of this checkout. */
@@ -65,29 +66,17 @@ export class DaemonProcess {
   readonly exited: Promise<number | null>;
 
   constructor(readonly name: DirectorName, readonly child: ChildProcess) {
-    let buf = '';
-    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-      buf += chunk;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        let rec: LogRecord;
-        try {
-          rec = JSON.parse(line) as LogRecord;
-        } catch {
-          continue;
+    onJsonLines(child.stdout, (value) => {
+      const rec = value as LogRecord;
+      this.records.push(rec);
+      const idx = this.records.length - 1;
+      this.waiters = this.waiters.filter((w) => {
+        if (idx >= w.from && w.pred(rec)) {
+          w.resolve(rec);
+          return false;
         }
-        this.records.push(rec);
-        const idx = this.records.length - 1;
-        this.waiters = this.waiters.filter((w) => {
-          if (idx >= w.from && w.pred(rec)) {
-            w.resolve(rec);
-            return false;
-          }
-          return true;
-        });
-      }
+        return true;
+      });
     });
     child.stderr?.setEncoding('utf8').on('data', (chunk: string) => this.stderr.push(chunk));
     this.exited = new Promise((res) => child.once('exit', (code) => res(code)));

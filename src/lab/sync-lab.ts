@@ -23,6 +23,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ERROR_CODES, TandemError } from '../lib/errors.ts';
 import { writeKeyPairFiles } from '../sync/index.ts';
+import { onJsonLines } from './json-lines.ts';
 import { BridgeLab } from './netns.ts';
 import { DaemonProcess, TANDEM_BIN, type DirectorName, type LogRecord } from './pair.ts';
 
@@ -163,20 +164,7 @@ export class LabClient {
   readonly exited: Promise<number | null>;
 
   constructor(readonly child: ChildProcess) {
-    let buf = '';
-    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-      buf += chunk;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        try {
-          this.events.push(JSON.parse(line) as ClientEvent);
-        } catch {
-          // not an event line
-        }
-      }
-    });
+    onJsonLines(child.stdout, (value) => this.events.push(value as ClientEvent));
     child.stderr?.setEncoding('utf8').on('data', (c: string) => this.stderr.push(c));
     this.exited = new Promise((r) => child.once('exit', (code) => r(code)));
   }
@@ -217,22 +205,10 @@ export class HeldConnections {
     // A write after the holder died (EPIPE) shows up as its exit, not as an unhandled stream error.
     child.stdin?.on('error', () => undefined);
     this.finished = new Promise<number>((resolveP, reject) => {
-      let buf = '';
-      child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-        buf += chunk;
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          let o: { cport?: number; t?: number; done?: boolean; opened?: number };
-          try {
-            o = JSON.parse(line) as typeof o;
-          } catch {
-            continue;
-          }
-          if (o.done === true) resolveP(o.opened ?? this.conns.length);
-          else if (o.cport !== undefined && o.t !== undefined) this.conns.push({ cport: o.cport, t: o.t * 1000 });
-        }
+      onJsonLines(child.stdout, (value) => {
+        const o = value as { cport?: number; t?: number; done?: boolean; opened?: number };
+        if (o.done === true) resolveP(o.opened ?? this.conns.length);
+        else if (o.cport !== undefined && o.t !== undefined) this.conns.push({ cport: o.cport, t: o.t * 1000 });
       });
       void this.exited.then((code) =>
         reject(new TandemError(ERROR_CODES.lab, `conn_holder exited (${String(code)}) after opening ${this.conns.length} connections: ${this.stderr.join('').slice(-1000)}`)),

@@ -13,6 +13,7 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ERROR_CODES, TandemError } from '../lib/errors.ts';
+import { jsonLineSplitter } from './json-lines.ts';
 import { BridgeLab, run } from './netns.ts';
 import { TANDEM_BIN, type DirectorName, type LogRecord } from './pair.ts';
 import {
@@ -45,21 +46,8 @@ class VmDirector implements DirectorLog {
   done: Promise<unknown> = Promise.resolve();
   /** Resolves when the tap is on the bridge (with the error, if attaching failed). */
   attached: Promise<unknown> = Promise.resolve();
-  private buf = '';
-
-  feed(chunk: Buffer): void {
-    this.buf += chunk.toString('utf8');
-    let nl: number;
-    while ((nl = this.buf.indexOf('\n')) >= 0) {
-      const line = this.buf.slice(0, nl);
-      this.buf = this.buf.slice(nl + 1);
-      try {
-        this.records.push(JSON.parse(line) as LogRecord);
-      } catch {
-        // not a log line (ipvsadm output, node warnings)
-      }
-    }
-  }
+  /** Feeds the job's stdout; lines that are not JSON (ipvsadm output, node warnings) are skipped. */
+  readonly feed = jsonLineSplitter((value) => this.records.push(value as LogRecord));
 
   async waitFor(pred: (r: LogRecord) => boolean, timeoutMs: number, from = 0): Promise<LogRecord> {
     const deadline = Date.now() + timeoutMs;
