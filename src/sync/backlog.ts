@@ -12,6 +12,8 @@
 
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import { isIPv4 } from 'node:net';
+import { endianness as hostEndianness } from 'node:os';
+import { sysctlPath } from '../ipvs/index.ts';
 import { addressLength, writeAddressBytes } from './conn.ts';
 
 /** One socket line of /proc/net/udp or /proc/net/udp6. */
@@ -42,13 +44,16 @@ export function parseProcUdp(text: string): ProcUdpSocket[] {
   return out;
 }
 
-/** `address:port` as /proc/net/udp(6) prints a local address: each 32-bit word in host (little-endian) order. */
-export function procUdpAddress(address: string, port: number): string {
+/**
+ * `address:port` as /proc/net/udp(6) prints a local address: each 32-bit word of the address as the host reads
+ * it (`endianness`; little-endian on x86), the port as a number.
+ */
+export function procUdpAddress(address: string, port: number, endianness: 'LE' | 'BE' = hostEndianness()): string {
   const family = isIPv4(address) ? 4 : 6;
   const b = Buffer.alloc(addressLength(family));
   if (!writeAddressBytes(address, family, b, 0)) throw new RangeError(`${address} is not an IP address`);
   let hex = '';
-  for (let i = 0; i < b.length; i += 4) hex += b.readUInt32LE(i).toString(16).toUpperCase().padStart(8, '0');
+  for (let i = 0; i < b.length; i += 4) hex += (endianness === 'LE' ? b.readUInt32LE(i) : b.readUInt32BE(i)).toString(16).toUpperCase().padStart(8, '0');
   return `${hex}:${port.toString(16).toUpperCase().padStart(4, '0')}`;
 }
 
@@ -71,8 +76,8 @@ export interface BacklogProbe {
   read(): Promise<SocketBacklog | undefined>;
 }
 
-async function sysctlNumber(path: string): Promise<number | undefined> {
-  const n = Number((await readFile(path, 'utf8').catch(() => '')).trim());
+async function sysctlNumber(name: string): Promise<number | undefined> {
+  const n = Number((await readFile(sysctlPath(name), 'utf8').catch(() => '')).trim());
   return Number.isFinite(n) ? n : undefined;
 }
 
@@ -96,9 +101,9 @@ export async function openBacklogProbe(group: string, port: number): Promise<Bac
   const file = isIPv4(group) ? '/proc/net/udp' : '/proc/net/udp6';
   const local = procUdpAddress(group, port);
   const capacity = backupSocketCapacity(
-    (await sysctlNumber('/proc/sys/net/ipv4/vs/sync_sock_size')) ?? 0,
-    (await sysctlNumber('/proc/sys/net/core/rmem_max')) ?? 212_992,
-    (await sysctlNumber('/proc/sys/net/core/rmem_default')) ?? 212_992,
+    (await sysctlNumber('net.ipv4.vs.sync_sock_size')) ?? 0,
+    (await sysctlNumber('net.core.rmem_max')) ?? 212_992,
+    (await sysctlNumber('net.core.rmem_default')) ?? 212_992,
   );
   // Inodes known to be this process's sockets (the passive listener) or the kernel's.
   let own = new Set<number>();

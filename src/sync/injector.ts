@@ -157,8 +157,7 @@ export class SyncInjector {
 
   /**
    * Flow control, between bursts. The probe is read once a quarter of the socket has been sent since the last
-   * read (a read costs a /proc file); then, while the socket is more than half full (and not empty), it waits
-   * and reads again. With bursts of at most a quarter of the socket, the queue never exceeds its capacity.
+   * read (a read costs a /proc file); then, while the socket is more than half full, it waits and reads again. With bursts of at most a quarter of the socket, the queue never exceeds its capacity.
    * Returns the time waited.
    */
   private async waitForRoom(): Promise<number> {
@@ -177,7 +176,7 @@ export class SyncInjector {
       this.lastDrops = b.drops;
       this.probeEveryBytes = b.capacityBytes / 4;
       this.effectiveBurst = Math.max(1, Math.min(this.burst, Math.floor(b.capacityBytes / (4 * SKB_FACTOR * this.maxLen))));
-      if (b.queuedBytes === 0 || b.queuedBytes <= b.capacityBytes / 2) break;
+      if (b.queuedBytes <= b.capacityBytes / 2) break;
       if (this.clock.now() - started >= maxWait) break;
       await new Promise<void>((resolve) => this.clock.setTimer(2, resolve));
     }

@@ -24,9 +24,10 @@ test('/proc/net/udp: local address, receive queue (hex), inode and drops of ever
 });
 
 test('the local address as the file prints it: 32-bit words in host order, port in hex', (t) => {
-  t.is(procUdpAddress('224.0.0.81', 8848), '510000E0:2290');
-  t.is(procUdpAddress('127.0.0.1', 53), '0100007F:0035');
-  t.is(procUdpAddress('ff02::12', 8848), '000002FF000000000000000012000000:2290');
+  t.is(procUdpAddress('224.0.0.81', 8848, 'LE'), '510000E0:2290');
+  t.is(procUdpAddress('127.0.0.1', 53, 'LE'), '0100007F:0035');
+  t.is(procUdpAddress('ff02::12', 8848, 'LE'), '000002FF000000000000000012000000:2290');
+  t.is(procUdpAddress('224.0.0.81', 8848, 'BE'), 'E0000051:2290');
   t.throws(() => procUdpAddress('not an address', 1), { instanceOf: RangeError });
 });
 
